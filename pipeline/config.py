@@ -1,0 +1,399 @@
+"""Read brief.toml and the environment into frozen settings.
+
+brief.toml is found like git finds .git: from the working directory upward,
+unless ``--config PATH`` or ``BRIEF_CONFIG`` names it. Secrets never live in
+the file; they come from environment variables and are read through
+``Settings.secret(NAME)`` so they are never printed with the settings.
+Every bad key is one ``ConfigError`` naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, time
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import ConfigError
+
+CONFIG_NAME = "brief.toml"
+
+# Each provider's own table: key -> (type, default). Secrets are not here on
+# purpose: they come from the environment variables named in the README.
+PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
+    "outbox": {"dir": (str, ".brief/outbox")},
+    "smtp": {
+        "host": (str, "127.0.0.1"),
+        "port": (int, 587),
+        "tls": (str, "starttls"),
+        "username": (str, ""),
+        "timeout": ((int, float), 30),
+        "local_hostname": (str, ""),
+    },
+    "postmark": {
+        "base_url": (str, "https://api.postmarkapp.com"),
+        "message_stream": (str, "broadcast"),
+        "timeout": ((int, float), 30),
+    },
+    "sendgrid": {"base_url": (str, "https://api.sendgrid.com"), "timeout": ((int, float), 30)},
+    "mailgun": {
+        "base_url": (str, "https://api.mailgun.net"),
+        "domain": (str, ""),
+        "timeout": ((int, float), 30),
+    },
+    "ses": {
+        "region": (str, "us-east-1"),
+        "base_url": (str, ""),
+        "configuration_set": (str, ""),
+        "timeout": ((int, float), 30),
+    },
+    "resend": {"base_url": (str, "https://api.resend.com"), "timeout": ((int, float), 30)},
+}
+
+_SMTP_TLS = ("starttls", "implicit", "none")
+_UNAPPROVED = ("skip", "send")
+
+
+@dataclass(frozen=True)
+class Newsletter:
+    """Who the newsletter is: name, addresses, where it lives on the web."""
+
+    name: str
+    from_address: str
+    from_name: str
+    reply_to: str
+    postal_address: str
+    base_url: str
+    editors: tuple[str, ...]
+    default_list: str
+    language: str
+
+    @property
+    def domain(self) -> str:
+        """The sending domain: the part of from_address after the @."""
+        return self.from_address.rpartition("@")[2].lower()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The every-other-Wednesday cadence, in the newsletter's time zone."""
+
+    timezone: ZoneInfo
+    anchor: date
+    send_time: time
+    assemble_ahead_days: int
+    unapproved: str
+    grace_hours: float
+
+
+@dataclass(frozen=True)
+class Database:
+    url: str
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """Which provider sends, how fast, and each provider's own table."""
+
+    name: str
+    rate_per_second: float
+    concurrency: int
+    max_retries: int
+    batch_size: int
+    tables: Mapping[str, Mapping[str, Any]]
+
+    def table(self, name: str | None = None) -> Mapping[str, Any]:
+        """The settings table of one provider (the configured one by default)."""
+        return self.tables.get(name or self.name, MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    """The reputation guard: pause when early permanent failures pass a threshold."""
+
+    guard_ratio: float
+    guard_window: int
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The public side: welcome email and the subscribe form's rate limits."""
+
+    welcome_email: bool
+    subscribe_per_address_per_hour: int
+    subscribe_per_ip_per_hour: int
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Brief needs to know, read once and passed down."""
+
+    path: Path
+    root: Path
+    newsletter: Newsletter
+    schedule: Schedule
+    database: Database
+    provider: ProviderSettings
+    send: SendSettings
+    web: WebSettings
+    env: Mapping[str, str] = field(repr=False, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """Local state, never committed: database, outbox, previews."""
+        return self.root / ".brief"
+
+    def content_dir(self, name: str) -> Path:
+        return self.root / name
+
+    def secret(self, name: str, default: str | None = None) -> str | None:
+        """A secret from the environment; never from brief.toml."""
+        return self.env.get(name, default)
+
+
+def find_config(start: Path | None = None, explicit: str | os.PathLike | None = None,
+                env: Mapping[str, str] | None = None) -> Path:
+    """Locate brief.toml: explicit path, then BRIEF_CONFIG, then upward from start."""
+    env = os.environ if env is None else env
+    named = explicit or env.get("BRIEF_CONFIG")
+    if named:
+        path = Path(named).expanduser()
+        if path.is_dir():
+            path = path / CONFIG_NAME
+        if not path.is_file():
+            raise ConfigError(f"config: no settings file at {path}")
+        return path.resolve()
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"config: no {CONFIG_NAME} in {here} or any parent (use --config PATH or BRIEF_CONFIG)"
+    )
+
+
+def load_settings(explicit: str | os.PathLike | None = None, *, start: Path | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Find, read and validate brief.toml into Settings."""
+    env = dict(os.environ if env is None else env)
+    path = find_config(start, explicit, env)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    return parse_settings(raw, path, env)
+
+
+def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    """Validate an already parsed TOML document into Settings."""
+    r = _Reader(raw)
+    r.only(
+        "",
+        {"newsletter", "schedule", "database", "provider", "send", "web"},
+    )
+    root = path.parent
+
+    nl = r.section("newsletter")
+    r.only("newsletter", {"name", "from_address", "from_name", "reply_to", "postal_address",
+                          "base_url", "editors", "default_list", "language"})
+    from_address = r.get(nl, "newsletter.from_address", str)
+    if "@" not in from_address:
+        raise ConfigError("newsletter.from_address: must be an email address like brief@example.com")
+    base_url = r.get(nl, "newsletter.base_url", str).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+", base_url):
+        raise ConfigError("newsletter.base_url: must be an absolute http(s) URL")
+    editors = r.get(nl, "newsletter.editors", list, [])
+    if not all(isinstance(e, str) and "@" in e for e in editors):
+        raise ConfigError("newsletter.editors: must be a list of email addresses")
+    name = r.get(nl, "newsletter.name", str)
+    newsletter = Newsletter(
+        name=name,
+        from_address=from_address,
+        from_name=r.get(nl, "newsletter.from_name", str, name),
+        reply_to=r.get(nl, "newsletter.reply_to", str, from_address),
+        postal_address=r.get(nl, "newsletter.postal_address", str),
+        base_url=base_url,
+        editors=tuple(editors),
+        default_list=r.get(nl, "newsletter.default_list", str, "main"),
+        language=r.get(nl, "newsletter.language", str, "en"),
+    )
+
+    sc = r.section("schedule")
+    r.only("schedule", {"timezone", "anchor", "send_time", "assemble_ahead_days", "unapproved",
+                        "catch_up_grace_hours"})
+    tz_name = r.get(sc, "schedule.timezone", str)
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"schedule.timezone: unknown time zone {tz_name!r} (use an IANA name like Europe/London)"
+        ) from None
+    anchor = r.get(sc, "schedule.anchor", (date, str))
+    if isinstance(anchor, str):
+        try:
+            anchor = date.fromisoformat(anchor)
+        except ValueError:
+            raise ConfigError("schedule.anchor: must be a date like 2026-12-02") from None
+    if hasattr(anchor, "hour"):  # a TOML datetime is a date subclass too
+        raise ConfigError("schedule.anchor: must be a date (YYYY-MM-DD), not a datetime")
+    if anchor.weekday() != 2:
+        raise ConfigError(
+            f"schedule.anchor: {anchor.isoformat()} is a {anchor.strftime('%A')}; "
+            "it must be a Wednesday on the cadence"
+        )
+    send_time_raw = r.get(sc, "schedule.send_time", (str, time), "08:00")
+    if isinstance(send_time_raw, time):
+        send_time = send_time_raw
+    else:
+        m = re.fullmatch(r"([01]\d|2[0-3]):([0-5]\d)", send_time_raw)
+        if not m:
+            raise ConfigError("schedule.send_time: must be HH:MM in 24-hour local time, e.g. 08:00")
+        send_time = time(int(m[1]), int(m[2]))
+    ahead = r.get(sc, "schedule.assemble_ahead_days", int, 3)
+    if not 0 <= ahead <= 13:
+        raise ConfigError("schedule.assemble_ahead_days: must be between 0 and 13")
+    unapproved = r.get(sc, "schedule.unapproved", str, "skip")
+    if unapproved not in _UNAPPROVED:
+        raise ConfigError(f"schedule.unapproved: must be one of {', '.join(_UNAPPROVED)}")
+    grace = float(r.get(sc, "schedule.catch_up_grace_hours", (int, float), 6))
+    if grace < 0:
+        raise ConfigError("schedule.catch_up_grace_hours: must be zero or more")
+    schedule = Schedule(tz, anchor, send_time, ahead, unapproved, grace)
+
+    db = r.section("database", required=False)
+    r.only("database", {"url"})
+    url = r.get(db, "database.url", str, "sqlite:///.brief/brief.db")
+    database = Database(_resolve_sqlite(url, root))
+
+    pv = r.section("provider", required=False)
+    r.only("provider", {"name", "rate_per_second", "concurrency", "max_retries", "batch_size",
+                        *PROVIDER_TABLES})
+    provider_name = r.get(pv, "provider.name", str, "outbox")
+    rate = float(r.get(pv, "provider.rate_per_second", (int, float), 0))
+    if rate < 0:
+        raise ConfigError("provider.rate_per_second: must be zero (no limit) or more")
+    concurrency = r.get(pv, "provider.concurrency", int, 4)
+    if not 1 <= concurrency <= 64:
+        raise ConfigError("provider.concurrency: must be between 1 and 64")
+    max_retries = r.get(pv, "provider.max_retries", int, 5)
+    if max_retries < 0:
+        raise ConfigError("provider.max_retries: must be zero or more")
+    batch_size = r.get(pv, "provider.batch_size", int, 100)
+    if not 1 <= batch_size <= 10_000:
+        raise ConfigError("provider.batch_size: must be between 1 and 10000")
+    tables: dict[str, Mapping[str, Any]] = {}
+    for pname, schema in PROVIDER_TABLES.items():
+        table = r.section(f"provider.{pname}", required=False, within=pv)
+        r.only(f"provider.{pname}", set(schema), table)
+        values = {k: r.get(table, f"provider.{pname}.{k}", t, d) for k, (t, d) in schema.items()}
+        tables[pname] = MappingProxyType(values)
+    if tables["smtp"]["tls"] not in _SMTP_TLS:
+        raise ConfigError(f"provider.smtp.tls: must be one of {', '.join(_SMTP_TLS)}")
+    provider = ProviderSettings(provider_name, rate, concurrency, max_retries, batch_size,
+                                MappingProxyType(tables))
+
+    sd = r.section("send", required=False)
+    r.only("send", {"guard_ratio", "guard_window"})
+    guard_ratio = float(r.get(sd, "send.guard_ratio", (int, float), 0.05))
+    if not 0 < guard_ratio <= 1:
+        raise ConfigError("send.guard_ratio: must be a fraction between 0 and 1, e.g. 0.05")
+    guard_window = r.get(sd, "send.guard_window", int, 500)
+    if guard_window < 1:
+        raise ConfigError("send.guard_window: must be 1 or more")
+
+    wb = r.section("web", required=False)
+    r.only("web", {"welcome_email", "subscribe_per_address_per_hour",
+                   "subscribe_per_ip_per_hour", "max_body_bytes"})
+    web = WebSettings(
+        welcome_email=r.get(wb, "web.welcome_email", bool, False),
+        subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
+        subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
+        max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
+    )
+
+    return Settings(
+        path=path,
+        root=root,
+        newsletter=newsletter,
+        schedule=schedule,
+        database=database,
+        provider=provider,
+        send=SendSettings(guard_ratio, guard_window),
+        web=web,
+        env=MappingProxyType(dict(env)),
+    )
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix):]
+        if rest and rest != ":memory:" and not rest.startswith(":"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               list: "a list", date: "a date", time: "a time", dict: "a table"}
+
+
+class _Reader:
+    """Typed access to the raw TOML, each failure naming the dotted key."""
+
+    def __init__(self, raw: Mapping[str, Any]):
+        self.raw = raw
+
+    def section(self, key: str, required: bool = True, within: Mapping | None = None) -> Mapping:
+        base = self.raw if within is None else within
+        name = key.rpartition(".")[2]
+        value = base.get(name)
+        if value is None:
+            if required:
+                raise ConfigError(f"{key}: missing section [{key}]")
+            return {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: must be a table [{key}]")
+        return value
+
+    def only(self, section: str, allowed: set[str], table: Mapping | None = None) -> None:
+        if table is None:
+            table = self.raw
+            for part in filter(None, section.split(".")):
+                table = table.get(part, {}) if isinstance(table, dict) else {}
+        for key in table:
+            if key not in allowed:
+                where = f"{section}.{key}" if section else key
+                if re.search(r"pass|secret|token|api_?key", key, re.I):
+                    raise ConfigError(
+                        f"{where}: secrets never go in brief.toml; "
+                        "set the environment variable named in the README instead"
+                    )
+                raise ConfigError(
+                    f"{where}: unknown key (allowed here: {', '.join(sorted(allowed))})"
+                )
+
+    def get(self, table: Mapping, key: str, types, default: Any = ...) -> Any:
+        name = key.rpartition(".")[2]
+        if name not in table:
+            if default is ...:
+                raise ConfigError(f"{key}: missing (required)")
+            return default
+        value = table[name]
+        types_t = types if isinstance(types, tuple) else (types,)
+        # bool is an int in Python; a TOML true must not pass for a number.
+        ok = isinstance(value, types_t) and not (isinstance(value, bool) and bool not in types_t)
+        if not ok:
+            wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types_t)
+            raise ConfigError(f"{key}: must be {wanted}, got {value!r}")
+        return value

@@ -1,0 +1,584 @@
+"""Parse and validate the editor's content: glossary entries, museum stories, issues.
+
+Every problem is a ``Problem(path, line, message)``; ``load_library`` collects
+all of them in one run and raises a single ``ContentError`` carrying the lot,
+so the editor fixes everything at once instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+
+from .errors import ContentError, Problem
+
+GLOSSARY_SECTIONS = (
+    "The Technical Definition",
+    "What This Actually Means for Your Business",
+    "Reality Check",
+    "What Operators Actually Do",
+    "The Questions to Ask",
+)
+MUSEUM_SECTIONS = ("What Happened", "Why It Happened", "The Lesson")
+STATUSES = ("draft", "approved", "sent")
+VENDOR_SAYS = "What the vendor says"
+IN_PRACTICE = "What that means in practice"
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_ISSUE_NAME = re.compile(r"^(\d{3,})-(\d{4}-\d{2}-\d{2})\.md$")
+_URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.I)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One ``##`` section of a body: its title, Markdown source and first line."""
+
+    title: str
+    markdown: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Question:
+    """One item of "The Questions to Ask": the bold question and its answer."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class GlossaryEntry:
+    slug: str
+    term: str
+    category: str
+    vendor_meaning: str
+    actual_meaning: str
+    queued: date | None
+    priority: int | None
+    sections: tuple[Section, ...]
+    vendor_says: str
+    in_practice: str
+    questions: tuple[Question, ...]
+    path: Path
+
+    kind = "glossary"
+
+    @property
+    def title(self) -> str:
+        return self.term
+
+    def section(self, title: str) -> Section:
+        return next(s for s in self.sections if s.title == title)
+
+
+@dataclass(frozen=True)
+class MuseumStory:
+    slug: str
+    title: str
+    organisation: str
+    date: date
+    cost: str
+    sources: tuple[str, ...]
+    queued: date | None
+    priority: int | None
+    sections: tuple[Section, ...]
+    path: Path
+
+    kind = "museum"
+
+    def section(self, title: str) -> Section:
+        return next(s for s in self.sections if s.title == title)
+
+
+@dataclass(frozen=True)
+class Issue:
+    number: int
+    date: date
+    subject: str
+    preheader: str
+    glossary: tuple[str, ...]
+    museum: tuple[str, ...]
+    status: str
+    intro: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return f"{self.number:03d}"
+
+
+@dataclass(frozen=True)
+class Library:
+    """All content of the repository, validated and cross-checked."""
+
+    root: Path
+    glossary: Mapping[str, GlossaryEntry]
+    museum: Mapping[str, MuseumStory]
+    issues: tuple[Issue, ...] = field(default=())
+
+    def issue(self, ref: str | int) -> Issue:
+        """Find an issue by number (``3``, ``"003"``) or by path."""
+        from .errors import NotFound
+
+        text = str(ref)
+        if text.isdigit():
+            for issue in self.issues:
+                if issue.number == int(text):
+                    return issue
+        else:
+            wanted = Path(text).resolve()
+            for issue in self.issues:
+                if issue.path.resolve() == wanted:
+                    return issue
+        raise NotFound(f"no issue {text} in {self.root / 'issues'}")
+
+    def taken(self) -> dict[str, Issue]:
+        """Every ``kind:slug`` that some issue file carries, with that issue."""
+        out: dict[str, Issue] = {}
+        for issue in self.issues:
+            for slug in issue.glossary:
+                out[f"glossary:{slug}"] = issue
+            for slug in issue.museum:
+                out[f"museum:{slug}"] = issue
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Reading one file
+
+
+@dataclass
+class _Doc:
+    """A file split into frontmatter values, their lines, and a body."""
+
+    path: Path
+    meta: dict[str, Any]
+    lines: dict[str, int]
+    item_lines: dict[str, list[int]]
+    body: str
+    body_line: int  # file line number of the body's first line, minus one
+
+
+def _read(path: Path, shown: str, problems: list[Problem]) -> _Doc | None:
+    def fail(line: int, message: str) -> None:
+        problems.append(Problem(shown, line, message))
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        fail(line, "not valid UTF-8 text")
+        return None
+    if not text.startswith("---"):
+        fail(1, "missing YAML frontmatter: the file must start with a line '---'")
+        return None
+    handler = frontmatter.YAMLHandler()
+    try:
+        fm, body = handler.split(text)
+    except ValueError:
+        fail(1, "frontmatter is not closed: add a line '---' after it")
+        return None
+    try:
+        node = yaml.compose(fm, Loader=yaml.SafeLoader)
+        meta = yaml.safe_load(fm)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark else 1
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        fail(line, f"bad YAML in frontmatter: {reason}")
+        return None
+    if meta is None:
+        meta, node = {}, None
+    if not isinstance(meta, dict):
+        fail(2, "frontmatter must be a mapping of fields (key: value)")
+        return None
+    lines: dict[str, int] = {}
+    item_lines: dict[str, list[int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            lines[str(key_node.value)] = key_node.start_mark.line + 1
+            if isinstance(value_node, yaml.SequenceNode):
+                item_lines[str(key_node.value)] = [v.start_mark.line + 1 for v in value_node.value]
+    body_line = text[: len(text) - len(body)].count("\n")
+    return _Doc(path, meta, lines, item_lines, body, body_line)
+
+
+class _Fields:
+    """Typed frontmatter access that records a Problem instead of raising."""
+
+    def __init__(self, doc: _Doc, shown: str, problems: list[Problem]):
+        self.doc, self.shown, self.problems = doc, shown, problems
+
+    def line(self, key: str) -> int:
+        return self.doc.lines.get(key, 2)
+
+    def fail(self, key: str | None, message: str, line: int | None = None) -> None:
+        at = line if line is not None else (self.line(key) if key else 1)
+        self.problems.append(Problem(self.shown, at, message))
+
+    def only(self, allowed: Iterable[str]) -> None:
+        allowed = tuple(allowed)
+        for key in self.doc.meta:
+            if key not in allowed:
+                self.fail(key, f"unknown field '{key}' (allowed: {', '.join(allowed)})")
+
+    def text(self, key: str, required: bool = True) -> str:
+        value = self.doc.meta.get(key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                self.fail(None, f"missing field '{key}'", line=2)
+            return ""
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.fail(key, f"field '{key}' must be text")
+            return ""
+        return str(value).strip()
+
+    def day(self, key: str, required: bool = True) -> date | None:
+        value = self.doc.meta.get(key)
+        if value is None:
+            if required:
+                self.fail(None, f"missing field '{key}'", line=2)
+            return None
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        elif isinstance(value, date) and not hasattr(value, "hour"):
+            return value
+        self.fail(key, f"field '{key}' must be a date like 2026-12-02, got {value!r}")
+        return None
+
+    def integer(self, key: str, required: bool = False) -> int | None:
+        value = self.doc.meta.get(key)
+        if value is None:
+            if required:
+                self.fail(None, f"missing field '{key}'", line=2)
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, f"field '{key}' must be a whole number, got {value!r}")
+            return None
+        return value
+
+    def strings(self, key: str, required: bool = True) -> tuple[str, ...]:
+        value = self.doc.meta.get(key)
+        if value is None:
+            if required:
+                self.fail(None, f"missing field '{key}'", line=2)
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, f"field '{key}' must be a list of text values")
+            return ()
+        return tuple(v.strip() for v in value)
+
+    def slug(self) -> str:
+        slug = self.doc.meta.get("slug") or self.doc.path.stem
+        if not isinstance(slug, str) or not _SLUG.match(slug):
+            self.fail("slug" if "slug" in self.doc.meta else None,
+                      f"slug {slug!r} must be lower-case words joined by hyphens")
+        return str(slug)
+
+
+def _md() -> MarkdownIt:
+    return MarkdownIt("commonmark")
+
+
+def _sections(doc: _Doc, shown: str, expected: tuple[str, ...],
+              problems: list[Problem]) -> tuple[Section, ...]:
+    """Split a body at ``##`` headings, checking names and order against ``expected``."""
+    src = doc.body.splitlines()
+    tokens = _md().parse(doc.body)
+    heads: list[tuple[str, int, int]] = []  # title, body line index, level
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map:
+            heads.append((tokens[i + 1].content.strip(), tok.map[0], int(tok.tag[1])))
+    sections: list[Section] = []
+    for n, (title, start, level) in enumerate(heads):
+        line = doc.body_line + start + 1
+        if level != 2:
+            problems.append(Problem(shown, line, f"heading '{title}' must be a '## ' heading"))
+        end = heads[n + 1][1] if n + 1 < len(heads) else len(src)
+        body = "\n".join(src[start + 1 : end]).strip("\n")
+        sections.append(Section(title, body, line))
+        if not body.strip():
+            problems.append(Problem(shown, line, f"section '{title}' is empty"))
+    titles = [s.title for s in sections]
+    for s in sections:
+        if s.title not in expected:
+            problems.append(Problem(shown, s.line, f"unexpected section '{s.title}' "
+                                    f"(expected, in order: {'; '.join(expected)})"))
+    if sections and heads[0][1] > 0 and "\n".join(src[: heads[0][1]]).strip():
+        problems.append(Problem(shown, doc.body_line + 1,
+                                f"text before the first section '{sections[0].title}'"))
+    last_line = sections[-1].line if sections else doc.body_line + 1
+    known = [s for s in sections if s.title in expected]
+    for title in expected:
+        if title not in titles:
+            problems.append(Problem(shown, last_line, f"missing section '{title}'"))
+    order = [expected.index(s.title) for s in known]
+    for prev, cur, s in zip(order, order[1:], known[1:], strict=False):
+        if cur < prev:
+            problems.append(Problem(shown, s.line, f"section '{s.title}' is out of order: "
+                                    f"it comes before '{expected[prev]}'"))
+        elif cur == prev:
+            problems.append(Problem(shown, s.line, f"section '{s.title}' appears twice"))
+    return tuple(sections)
+
+
+_LABELLED = re.compile(r"^\*\*(?P<label>[^*]+?):?\*\*:?\s*(?P<text>.+)$", re.S)
+
+
+def _reality_check(section: Section | None, shown: str,
+                   problems: list[Problem]) -> tuple[str, str]:
+    if section is None:
+        return "", ""
+    found: dict[str, str] = {}
+    for para in re.split(r"\n\s*\n", section.markdown.strip()):
+        m = _LABELLED.match(para.strip())
+        if m:
+            found[m["label"].strip().rstrip(":")] = m["text"].strip()
+    for label in (VENDOR_SAYS, IN_PRACTICE):
+        if label not in found:
+            problems.append(Problem(shown, section.line, f"Reality Check needs a paragraph "
+                                    f"starting '**{label}:**'"))
+    return found.get(VENDOR_SAYS, ""), found.get(IN_PRACTICE, "")
+
+
+def _questions(section: Section | None, shown: str,
+               problems: list[Problem]) -> tuple[Question, ...]:
+    if section is None:
+        return ()
+    src = section.markdown.splitlines()
+    tokens = _md().parse(section.markdown)
+    items: list[Question] = []
+    depth = 0
+    saw_list = False
+    for tok in tokens:
+        if tok.type == "ordered_list_open":
+            depth += 1
+            saw_list = True
+        elif tok.type == "ordered_list_close":
+            depth -= 1
+        elif tok.type == "list_item_open" and depth == 1 and tok.map:
+            raw = "\n".join(src[tok.map[0] : tok.map[1]]).strip()
+            raw = re.sub(r"^\d+[.)]\s*", "", raw)
+            raw = "\n".join(line.strip() for line in raw.splitlines()).strip()
+            m = re.match(r"^\*\*(.+?)\*\*\s*(.*)$", raw, re.S)
+            q = Question(m[1].strip(), m[2].strip()) if m else Question(raw, "")
+            items.append(q)
+    if not saw_list or not items:
+        problems.append(Problem(shown, section.line,
+                                "The Questions to Ask must be a numbered list (1. 2. 3.)"))
+    return tuple(items)
+
+
+# ---------------------------------------------------------------------------
+# The three kinds
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+GLOSSARY_FIELDS = ("term", "slug", "category", "vendor_meaning", "actual_meaning", "queued",
+                   "priority")
+MUSEUM_FIELDS = ("title", "slug", "organisation", "date", "cost", "sources", "queued", "priority")
+ISSUE_FIELDS = ("number", "date", "subject", "preheader", "glossary", "museum", "status")
+
+
+def parse_glossary(path: Path, root: Path, problems: list[Problem]) -> GlossaryEntry | None:
+    """Parse one glossary entry, appending its problems; None if unreadable."""
+    shown = _shown(path, root)
+    doc = _read(path, shown, problems)
+    if doc is None:
+        return None
+    f = _Fields(doc, shown, problems)
+    f.only(GLOSSARY_FIELDS)
+    sections = _sections(doc, shown, GLOSSARY_SECTIONS, problems)
+    by_title = {s.title: s for s in sections}
+    says, practice = _reality_check(by_title.get("Reality Check"), shown, problems)
+    questions = _questions(by_title.get("The Questions to Ask"), shown, problems)
+    return GlossaryEntry(
+        slug=f.slug(),
+        term=f.text("term"),
+        category=f.text("category"),
+        vendor_meaning=f.text("vendor_meaning"),
+        actual_meaning=f.text("actual_meaning"),
+        queued=f.day("queued", required=False),
+        priority=f.integer("priority"),
+        sections=sections,
+        vendor_says=says,
+        in_practice=practice,
+        questions=questions,
+        path=path,
+    )
+
+
+def parse_museum(path: Path, root: Path, problems: list[Problem]) -> MuseumStory | None:
+    """Parse one Failure Museum story, appending its problems; None if unreadable."""
+    shown = _shown(path, root)
+    doc = _read(path, shown, problems)
+    if doc is None:
+        return None
+    f = _Fields(doc, shown, problems)
+    f.only(MUSEUM_FIELDS)
+    cost = f.text("cost")
+    if cost and not re.search(r"\d", cost):
+        f.fail("cost", f"cost {cost!r} must be a figure with a currency or unit, e.g. \"$440 million\"")
+    sources = f.strings("sources")
+    if "sources" in doc.meta and not sources:
+        f.fail("sources", "sources must list at least one URL")
+    for i, url in enumerate(sources):
+        if not _URL.match(url):
+            lines = doc.item_lines.get("sources", [])
+            f.fail("sources", f"source {url!r} is not an http(s) URL",
+                   line=lines[i] if i < len(lines) else None)
+    return MuseumStory(
+        slug=f.slug(),
+        title=f.text("title"),
+        organisation=f.text("organisation"),
+        date=f.day("date") or date.min,
+        cost=cost,
+        sources=sources,
+        queued=f.day("queued", required=False),
+        priority=f.integer("priority"),
+        sections=_sections(doc, shown, MUSEUM_SECTIONS, problems),
+        path=path,
+    )
+
+
+@dataclass(frozen=True)
+class _IssueLines:
+    glossary: tuple[int, ...]
+    museum: tuple[int, ...]
+    date: int
+    number: int
+
+
+def parse_issue(path: Path, root: Path,
+                problems: list[Problem]) -> tuple[Issue, _IssueLines] | None:
+    """Parse one issue file, appending its problems; None if unreadable."""
+    shown = _shown(path, root)
+    doc = _read(path, shown, problems)
+    if doc is None:
+        return None
+    f = _Fields(doc, shown, problems)
+    f.only(ISSUE_FIELDS)
+    number = f.integer("number", required=True) or 0
+    day = f.day("date")
+    status = f.text("status") or "draft"
+    if status not in STATUSES:
+        f.fail("status", f"status {status!r} must be one of: {', '.join(STATUSES)}")
+    glossary = f.strings("glossary")
+    museum = f.strings("museum")
+    if "glossary" in doc.meta and not glossary:
+        f.fail("glossary", "an issue carries at least one glossary entry")
+    m = _ISSUE_NAME.match(path.name)
+    if not m:
+        problems.append(Problem(shown, 1, "issue file name must be NNN-YYYY-MM-DD.md"))
+    else:
+        if number and int(m[1]) != number:
+            f.fail("number", f"number {number} does not match the file name {path.name}")
+        if day and m[2] != day.isoformat():
+            f.fail("date", f"date {day} does not match the file name {path.name}")
+    issue = Issue(
+        number=number,
+        date=day or date.min,
+        subject=f.text("subject"),
+        preheader=f.text("preheader", required=False),
+        glossary=glossary,
+        museum=museum,
+        status=status,
+        intro=doc.body.strip("\n"),
+        path=path,
+    )
+    lines = _IssueLines(
+        glossary=tuple(doc.item_lines.get("glossary", [f.line("glossary")] * len(glossary))),
+        museum=tuple(doc.item_lines.get("museum", [f.line("museum")] * len(museum))),
+        date=f.line("date"),
+        number=f.line("number"),
+    )
+    return issue, lines
+
+
+def _sorted_md(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.md") if p.is_file()) if folder.is_dir() else []
+
+
+def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> Library:
+    """Load and validate all content under ``root``; raise ContentError with every problem.
+
+    ``is_slot`` tells whether a date is on the cadence (from the calendar).
+    """
+    problems: list[Problem] = []
+    glossary: dict[str, GlossaryEntry] = {}
+    museum: dict[str, MuseumStory] = {}
+    parsers: tuple[tuple[str, Callable, dict], ...] = (
+        ("glossary", parse_glossary, glossary),
+        ("museum", parse_museum, museum),
+    )
+    for folder, parse, into in parsers:
+        for path in _sorted_md(root / folder):
+            item = parse(path, root, problems)
+            if item is None:
+                continue
+            if item.slug in into:
+                first = _shown(into[item.slug].path, root)
+                problems.append(Problem(_shown(path, root), 1,
+                                        f"duplicate slug '{item.slug}' (also {first})"))
+                continue
+            into[item.slug] = item
+
+    issues: list[Issue] = []
+    used: dict[str, str] = {}
+    numbers: dict[int, str] = {}
+    dates: dict[date, str] = {}
+    for path in _sorted_md(root / "issues"):
+        parsed = parse_issue(path, root, problems)
+        if parsed is None:
+            continue
+        issue, lines = parsed
+        shown = _shown(path, root)
+        if issue.number:
+            if issue.number in numbers:
+                problems.append(Problem(shown, lines.number,
+                                        f"issue number {issue.number} is also {numbers[issue.number]}"))
+            numbers.setdefault(issue.number, shown)
+        if issue.date != date.min:
+            if is_slot is not None and not is_slot(issue.date):
+                problems.append(Problem(shown, lines.date, f"date {issue.date} is not a send slot "
+                                        "on the every-other-Wednesday cadence"))
+            if issue.date in dates:
+                problems.append(Problem(shown, lines.date,
+                                        f"date {issue.date} is also {dates[issue.date]}"))
+            dates.setdefault(issue.date, shown)
+        for kind, slugs, at, known in (("glossary", issue.glossary, lines.glossary, glossary),
+                                       ("museum", issue.museum, lines.museum, museum)):
+            for i, slug in enumerate(slugs):
+                line = at[i] if i < len(at) else 1
+                if slug not in known:
+                    problems.append(Problem(shown, line, f"unknown {kind} slug '{slug}'"))
+                    continue
+                key = f"{kind}:{slug}"
+                if key in used:
+                    problems.append(Problem(shown, line, f"{kind} entry '{slug}' is already "
+                                            f"used by {used[key]}"))
+                used.setdefault(key, shown)
+        issues.append(issue)
+    if problems:
+        raise ContentError(problems)
+    issues.sort(key=lambda i: i.number)
+    return Library(root, glossary, museum, tuple(issues))

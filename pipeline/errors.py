@@ -1,0 +1,85 @@
+"""Every error Brief raises on purpose, as one small hierarchy.
+
+The CLI catches ``BriefError`` once, at its edge, and prints it as one line
+with the class's ``exit_code``. The store, the scheduler and the sender raise
+these, never web errors; the web apps translate them into pages.
+
+    BriefError
+    ├── ConfigError          a setting is wrong or missing (names the key)        exit 2
+    ├── ContentError         content does not validate (path:line per problem)    exit 1
+    ├── RenderError          a template, Markdown or MJML failure (names template) exit 1
+    ├── StoreError           the database refused or is unreachable               exit 1
+    │   ├── NotFound         no such list, subscriber, issue…                     exit 1
+    │   └── ImportRefused    an import file is malformed; nothing was changed     exit 1
+    ├── TokenError           a link token is malformed, forged or stale           exit 1
+    ├── ProviderError        a mail provider failed as a whole                    exit 1
+    └── SendError            a send was refused or paused                         exit 1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+class BriefError(Exception):
+    """Base of every error Brief raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(BriefError):
+    """A setting is wrong: the message names the key and what is allowed."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One content problem, located as ``path:line``."""
+
+    path: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+class ContentError(BriefError):
+    """Content failed validation; carries every problem found in one run."""
+
+    def __init__(self, problems: Iterable[Problem]):
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+    def __str__(self) -> str:
+        return "\n".join(str(p) for p in self.problems)
+
+
+class RenderError(BriefError):
+    """A template, Markdown or MJML failure, naming the template and line."""
+
+
+class StoreError(BriefError):
+    """The database refused an operation or cannot be reached."""
+
+
+class NotFound(StoreError):
+    """No such list, subscriber, issue or campaign."""
+
+
+class ImportRefused(StoreError):
+    """An import file is malformed; the import changed nothing."""
+
+
+class TokenError(BriefError):
+    """A link token is malformed, forged, or no longer valid."""
+
+
+class ProviderError(BriefError):
+    """A mail provider failed as a whole (not one recipient)."""
+
+
+class SendError(BriefError):
+    """A send was refused (unapproved issue, no recipients) or paused."""
