@@ -1,0 +1,64 @@
+"""Shared fixtures. Each area keeps its own fixtures in ``tests/fixtures_<area>.py``,
+loaded here as plugins, so areas can grow without editing one shared file."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+SAMPLE = SHARED / "reference" / "brief-sample-deep-learning.txt"
+
+pytest_plugins = sorted(
+    f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py")
+)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A private copy of the repository's newsletter (settings, content, templates)."""
+    root = tmp_path / "newsletter"
+    root.mkdir()
+    for name in ("glossary", "museum", "issues", "templates"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, root / name)
+        else:
+            (root / name).mkdir()
+    shutil.copy(REPO / "brief.toml", root / "brief.toml")
+    return root
+
+
+@pytest.fixture
+def settings(project: Path):
+    from pipeline.config import load_settings
+
+    return load_settings(project / "brief.toml", env={})
+
+
+@pytest.fixture
+def brief(project: Path, monkeypatch):
+    """Run the ``brief`` command in-process against ``project``; returns an Outcome."""
+    from pipeline.cli import main
+
+    def run(*args: str, input: str | None = None, config: Path | None = None,
+            env: dict[str, str] | None = None) -> Outcome:
+        monkeypatch.chdir(project)
+        argv = ["--config", str(config or project / "brief.toml"), *args]
+        runner = CliRunner()
+        with runner.isolation(input=input, env=env) as (out, err, _):
+            code = main(argv)
+            return Outcome(code, out.getvalue().decode(), err.getvalue().decode())
+
+    return run
