@@ -1,0 +1,85 @@
+"""The recipients of a send: confirmed, not unsubscribed, not suppressed, streamed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from pipeline.store.db import reading
+from pipeline.store.lists import list_id_conn
+from pipeline.store.schema import memberships, subscribers, suppressions
+from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsubscribe_token
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One person to mail for one list, with their personal links' tokens."""
+
+    subscriber_id: int
+    email: str
+    name: str | None
+    list_id: int
+    membership_id: int
+    unsubscribe_token: str
+    unsubscribe_all_token: str
+    preferences_token: str
+
+
+def _audience_query(list_id: int) -> sa.Select:
+    m, s = memberships, subscribers
+    not_suppressed = ~sa.exists().where(suppressions.c.address_hash == s.c.email_hash)
+    return (
+        sa.select(
+            s.c.id,
+            s.c.email,
+            s.c.name,
+            s.c.token_key,
+            s.c.consent_seq.label("all_seq"),
+            m.c.id.label("mid"),
+            m.c.consent_seq,
+        )
+        .select_from(m.join(s, s.c.id == m.c.subscriber_id))
+        .where(m.c.list_id == list_id, m.c.status == "confirmed", not_suppressed)
+    )
+
+
+def audience(engine: Engine, list_name: str, batch_size: int = 1000) -> Iterator[Recipient]:
+    """Yield the recipients of ``list_name`` ordered by subscriber id, ``batch_size`` at a time.
+
+    Keyset pagination over subscriber id: each batch is a short read, so a long send
+    holds no transaction open and never loads the whole list. ``NotFound`` for no list.
+    """
+    with reading(engine) as conn:
+        list_id = list_id_conn(conn, list_name)
+    assert list_id is not None
+    query = _audience_query(list_id).order_by(subscribers.c.id).limit(batch_size)
+    after = 0
+    while True:
+        with reading(engine) as conn:
+            rows = conn.execute(query.where(subscribers.c.id > after)).all()
+        for r in rows:
+            yield Recipient(
+                subscriber_id=r.id,
+                email=r.email,
+                name=r.name,
+                list_id=list_id,
+                membership_id=r.mid,
+                unsubscribe_token=unsubscribe_token(r.token_key, r.mid, r.consent_seq),
+                unsubscribe_all_token=unsubscribe_all_token(r.token_key, r.id, r.all_seq),
+                preferences_token=preferences_token(r.token_key, r.id),
+            )
+        if len(rows) < batch_size:
+            return
+        after = rows[-1].id
+
+
+def audience_count(engine: Engine, list_name: str) -> int:
+    """How many recipients ``audience`` would yield right now."""
+    with reading(engine) as conn:
+        list_id = list_id_conn(conn, list_name)
+        assert list_id is not None
+        sub = _audience_query(list_id).subquery()
+        return conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()

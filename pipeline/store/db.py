@@ -1,0 +1,157 @@
+"""Engine creation and schema migrations for the subscriber store."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from pipeline.errors import StoreError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+BUSY_TIMEOUT_MS = 10_000
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC (the only kind the store writes)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """Make a datetime read back from the database aware; SQLite returns naive UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _describe(url: str) -> str:
+    """The URL without a password, for error messages."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only used to build a message
+        return "<unparseable url>"
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine with Brief's connection settings, without migrating."""
+    try:
+        parsed = sa.make_url(url)
+    except Exception as exc:  # ArgumentError and friends
+        raise StoreError(f"database url is not valid: {exc}") from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        _configure_sqlite(engine)
+    elif backend == "postgresql":
+        if parsed.get_driver_name() != "psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    else:
+        raise StoreError(
+            f"database url {_describe(url)!r}: only sqlite:/// and postgresql:// are supported"
+        )
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event issue BEGIN itself: pysqlite's implicit
+        # transactions skip DDL, which would make an import's staging table and
+        # migrations non-transactional.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        # NORMAL is durable across application crashes in WAL mode and much faster.
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    return cfg
+
+
+@functools.cache
+def _heads() -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(_alembic_config()).get_heads())
+
+
+def _migrate(engine: Engine) -> None:
+    with engine.begin() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+        if current == _heads():
+            return
+        cfg = _alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "heads")
+
+
+def open_store(url: str) -> Engine:
+    """Open the store at ``url`` and migrate it to the newest schema (cheap when current)."""
+    engine = make_engine(url)
+    try:
+        _migrate(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise StoreError(f"cannot open the database {_describe(url)}: {_short(exc)}") from None
+    return engine
+
+
+def upgrade(url: str) -> list[str]:
+    """Migrate the database at ``url`` to head (``brief db upgrade``); returns the heads."""
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()
+
+
+def _short(exc: BaseException) -> str:
+    """One line from a database error, without SQLAlchemy's SQL dump and URL footer."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        text = str(exc.orig)
+    else:
+        text = str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; database failures come out as ``StoreError`` with one line."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error: {_short(exc)}") from None
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection; database failures come out as ``StoreError``."""
+    try:
+        with engine.connect() as conn:
+            yield conn
+    except SQLAlchemyError as exc:
+        raise StoreError(f"database error: {_short(exc)}") from None

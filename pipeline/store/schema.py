@@ -1,0 +1,109 @@
+"""The subscriber tables as SQLAlchemy Core objects (the code's view of migration 0001)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+# Deterministic constraint names so later Alembic migrations can alter them by name.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = sa.MetaData(naming_convention=NAMING)
+
+# JSONB on PostgreSQL so values compare and index; plain JSON text on SQLite.
+JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+# Events grow fastest; BIGINT on PostgreSQL, INTEGER on SQLite (so it stays the rowid).
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+UTC_TIME = sa.DateTime(timezone=True)
+
+STATUSES = ("pending", "confirmed", "unsubscribed")
+EVENT_KINDS = (
+    "subscribed",
+    "confirmed",
+    "unsubscribed",
+    "bounced",
+    "complained",
+    "imported",
+    "erased",
+)
+
+lists = sa.Table(
+    "lists",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("description", sa.String(500), nullable=False, server_default=""),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("email", sa.String(320), nullable=False, unique=True),
+    sa.Column("email_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("attributes", JSONType, nullable=False),
+    # Per-person HMAC key for link tokens; rotating it revokes every link of that person.
+    sa.Column("token_key", sa.String(64), nullable=False),
+    # Bumped on every new consent; "unsubscribe from everything" links carry it.
+    sa.Column("consent_seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+)
+
+memberships = sa.Table(
+    "memberships",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("consent_source", sa.String(200), nullable=False),
+    sa.Column("consent_at", UTC_TIME, nullable=False),
+    sa.Column("confirmed_at", UTC_TIME),
+    sa.Column("unsubscribed_at", UTC_TIME),
+    # The subscriber's consent_seq when this consent was given; per-list links carry it.
+    sa.Column("consent_seq", sa.Integer, nullable=False),
+    sa.UniqueConstraint("subscriber_id", "list_id", name="uq_memberships_subscriber_list"),
+    sa.CheckConstraint(
+        "status IN ('pending', 'confirmed', 'unsubscribed')", name="membership_status"
+    ),
+    sa.Index("ix_memberships_audience", "list_id", "status", "subscriber_id"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "subscriber_id",
+        sa.Integer,
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"),
+    ),
+    sa.Column("list_id", sa.Integer, sa.ForeignKey("lists.id", ondelete="SET NULL")),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("detail", sa.String(500)),
+    sa.Column("at", UTC_TIME, nullable=False),
+    sa.Index("ix_events_subscriber", "subscriber_id", "id"),
+)
+
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("address_hash", sa.String(64), primary_key=True),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+)
