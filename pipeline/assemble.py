@@ -75,10 +75,14 @@ def _order(item: GlossaryEntry | MuseumStory) -> tuple:
 def build_queue(library: Library) -> Queue:
     """The waiting items: queued, and carried by no issue file."""
     taken = library.taken()
-    glossary = sorted((e for e in library.glossary.values()
-                       if e.queued and f"glossary:{e.slug}" not in taken), key=_order)
-    museum = sorted((s for s in library.museum.values()
-                     if s.queued and f"museum:{s.slug}" not in taken), key=_order)
+    glossary = sorted(
+        (e for e in library.glossary.values() if e.queued and f"glossary:{e.slug}" not in taken),
+        key=_order,
+    )
+    museum = sorted(
+        (s for s in library.museum.values() if s.queued and f"museum:{s.slug}" not in taken),
+        key=_order,
+    )
     return Queue(tuple(glossary), tuple(museum))
 
 
@@ -96,19 +100,23 @@ def forecast(library: Library, settings: Settings, now: datetime, horizon: int =
     count = max(horizon, len(queue.glossary), len(queue.museum), 1)
     out = []
     for i, at in zip(range(count), free_slots(library, settings, now), strict=False):
-        out.append(ForecastSlot(
-            at,
-            queue.glossary[i] if i < len(queue.glossary) else None,
-            queue.museum[i] if i < len(queue.museum) else None,
-        ))
+        out.append(
+            ForecastSlot(
+                at,
+                queue.glossary[i] if i < len(queue.glossary) else None,
+                queue.museum[i] if i < len(queue.museum) else None,
+            )
+        )
     return Forecast(queue, tuple(out))
 
 
 def propose_subject(entry: GlossaryEntry, story: MuseumStory) -> str:
     """A subject the editor can keep: the term and the museum story, under 78 chars."""
-    for subject in (f"{entry.term} · {story.title}",
-                    f"{entry.term} · the Failure Museum: {story.organisation}",
-                    f"{entry.term} · {story.organisation}"):
+    for subject in (
+        f"{entry.term} · {story.title}",
+        f"{entry.term} · the Failure Museum: {story.organisation}",
+        f"{entry.term} · {story.organisation}",
+    ):
         if len(subject) <= SUBJECT_MAX:
             return subject
     return entry.term[:SUBJECT_MAX]
@@ -122,8 +130,9 @@ def propose_preheader(entry: GlossaryEntry, story: MuseumStory) -> str:
     return text
 
 
-def assemble(library: Library, settings: Settings, now: datetime,
-             for_date: date | None = None) -> Assembled:
+def assemble(
+    library: Library, settings: Settings, now: datetime, for_date: date | None = None
+) -> Assembled:
     """Write the issue file for the next slot (or ``for_date``) from the queue.
 
     Idempotent: when an issue already claims the slot, nothing is written.
@@ -133,10 +142,13 @@ def assemble(library: Library, settings: Settings, now: datetime,
         at = calendar.next_slot(schedule, now)
     else:
         if not calendar.is_slot_date(schedule, for_date):
-            raise BriefError(f"{for_date} is not a send slot; next ones: "
-                             + ", ".join(s.date().isoformat() for s in
-                                         calendar.slots(schedule, calendar.slot_at(
-                                             schedule, for_date), 2)))
+            raise BriefError(
+                f"{for_date} is not a send slot; next ones: "
+                + ", ".join(
+                    s.date().isoformat()
+                    for s in calendar.slots(schedule, calendar.slot_at(schedule, for_date), 2)
+                )
+            )
         at = calendar.slot_at(schedule, for_date)
         if at <= now:
             raise BriefError(f"the slot {at.isoformat()} has passed; pick an upcoming one")
@@ -145,14 +157,21 @@ def assemble(library: Library, settings: Settings, now: datetime,
             return Assembled(issue, created=False)
     queue = build_queue(library)
     if not queue.glossary or not queue.museum:
-        missing = " and ".join(k for k, q in (("glossary entry", queue.glossary),
-                                              ("museum story", queue.museum)) if not q)
-        raise BriefError(f"nothing to assemble for {at.date()}: no queued {missing} "
-                         "(set 'queued: DATE' in an entry's frontmatter)")
+        missing = " and ".join(
+            k
+            for k, q in (("glossary entry", queue.glossary), ("museum story", queue.museum))
+            if not q
+        )
+        raise BriefError(
+            f"nothing to assemble for {at.date()}: no queued {missing} "
+            "(set 'queued: DATE' in an entry's frontmatter)"
+        )
     later = [i for i in library.issues if i.date > at.date()]
     if later:
-        raise BriefError(f"issue {later[0].number} is already dated {later[0].date}, after "
-                         f"{at.date()}; issues are numbered in date order")
+        raise BriefError(
+            f"issue {later[0].number} is already dated {later[0].date}, after "
+            f"{at.date()}; issues are numbered in date order"
+        )
     entry, story = queue.glossary[0], queue.museum[0]
     number = max((i.number for i in library.issues), default=0) + 1
     issue = Issue(
@@ -163,8 +182,10 @@ def assemble(library: Library, settings: Settings, now: datetime,
         glossary=(entry.slug,),
         museum=(story.slug,),
         status="draft",
-        intro=(f"This issue: **{entry.term}** in the AI Glossary, and "
-               f"{story.organisation} in the Failure Museum."),
+        intro=(
+            f"This issue: **{entry.term}** in the AI Glossary, and "
+            f"{story.organisation} in the Failure Museum."
+        ),
         path=library.root / "issues" / f"{number:03d}-{at.date().isoformat()}.md",
     )
     write_issue(issue)

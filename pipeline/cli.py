@@ -46,8 +46,11 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         here = Path(__file__).parent
-        return sorted(n for n, (target, _) in LAZY.items()
-                      if (here / f"{target.split(':')[0].rsplit('.', 1)[1]}.py").exists())
+        return sorted(
+            n
+            for n, (target, _) in LAZY.items()
+            if (here / f"{target.split(':')[0].rsplit('.', 1)[1]}.py").exists()
+        )
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in LAZY or name not in self.list_commands(ctx):
@@ -121,8 +124,13 @@ def print_json(data: Any) -> None:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config", metavar="PATH", envvar="BRIEF_CONFIG",
-              help="brief.toml to use (default: found from the current folder upward).")
+@click.option(
+    "--config",
+    "config",
+    metavar="PATH",
+    envvar="BRIEF_CONFIG",
+    help="brief.toml to use (default: found from the current folder upward).",
+)
 @click.version_option(package_name="brief-pipeline")
 @click.pass_context
 def cli(ctx: click.Context, config: str | None) -> None:
@@ -145,13 +153,21 @@ def check(env: Env) -> None:
         warnings = lint_library(library, settings)
     for w in warnings:
         click.echo(w, err=True)
-    click.echo(f"ok: {len(library.glossary)} glossary entries, {len(library.museum)} museum "
-               f"stories, {len(library.issues)} issues ({settings.path})")
+    click.echo(
+        f"ok: {len(library.glossary)} glossary entries, {len(library.museum)} museum "
+        f"stories, {len(library.issues)} issues ({settings.path})"
+    )
 
 
 @click.command()
-@click.option("--next", "count", default=6, show_default=True, type=click.IntRange(1, 1000),
-              help="How many slots.")
+@click.option(
+    "--next",
+    "count",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many slots.",
+)
 @click.option("--after", metavar="DATETIME", help="Start after this moment (default: now).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
@@ -177,15 +193,22 @@ def queue_cmd(env: Env, as_json: bool) -> None:
 
     fc = forecast(env.library(), env.settings, env.now())
     if as_json:
-        print_json({
-            "runway": fc.runway,
-            "short": fc.short,
-            "glossary": [e.slug for e in fc.queue.glossary],
-            "museum": [s.slug for s in fc.queue.museum],
-            "forecast": [{"slot": f.at.isoformat(),
-                          "glossary": f.glossary.slug if f.glossary else None,
-                          "museum": f.museum.slug if f.museum else None} for f in fc.slots],
-        })
+        print_json(
+            {
+                "runway": fc.runway,
+                "short": fc.short,
+                "glossary": [e.slug for e in fc.queue.glossary],
+                "museum": [s.slug for s in fc.queue.museum],
+                "forecast": [
+                    {
+                        "slot": f.at.isoformat(),
+                        "glossary": f.glossary.slug if f.glossary else None,
+                        "museum": f.museum.slug if f.museum else None,
+                    }
+                    for f in fc.slots
+                ],
+            }
+        )
     else:
         from rich.table import Table
 
@@ -194,16 +217,23 @@ def queue_cmd(env: Env, as_json: bool) -> None:
         table.add_column("glossary")
         table.add_column("museum")
         for f in fc.slots:
-            table.add_row(f.at.strftime("%Y-%m-%d %H:%M %Z"),
-                          f.glossary.term if f.glossary else "[red]—[/]",
-                          f.museum.title if f.museum else "[red]—[/]")
+            table.add_row(
+                f.at.strftime("%Y-%m-%d %H:%M %Z"),
+                f.glossary.term if f.glossary else "[red]—[/]",
+                f.museum.title if f.museum else "[red]—[/]",
+            )
         out = console()
         out.print(table)
-        out.print(f"runway: {fc.runway} issue(s) "
-                  f"({len(fc.queue.glossary)} glossary, {len(fc.queue.museum)} museum queued)")
+        out.print(
+            f"runway: {fc.runway} issue(s) "
+            f"({len(fc.queue.glossary)} glossary, {len(fc.queue.museum)} museum queued)"
+        )
     if fc.short:
-        click.echo(f"warning: the queue covers {fc.runway} issue(s), fewer than "
-                   f"{RUNWAY_WARNING}: queue more glossary entries and museum stories", err=True)
+        click.echo(
+            f"warning: the queue covers {fc.runway} issue(s), fewer than "
+            f"{RUNWAY_WARNING}: queue more glossary entries and museum stories",
+            err=True,
+        )
 
 
 @click.command("assemble")
@@ -218,14 +248,17 @@ def assemble_cmd(env: Env, for_date: str | None) -> None:
         try:
             day = date.fromisoformat(for_date)
         except ValueError:
-            raise click.BadParameter(f"{for_date!r} is not a date like 2026-12-16",
-                                     param_hint="--for") from None
+            raise click.BadParameter(
+                f"{for_date!r} is not a date like 2026-12-16", param_hint="--for"
+            ) from None
     result = assemble(env.library(), env.settings, env.now(), day)
     rel = result.issue.path.relative_to(env.settings.root)
     if result.created:
-        click.echo(f"wrote {rel}: issue {result.issue.number} for {result.issue.date}, "
-                   f"glossary {', '.join(result.issue.glossary)}, "
-                   f"museum {', '.join(result.issue.museum)} (status draft)")
+        click.echo(
+            f"wrote {rel}: issue {result.issue.number} for {result.issue.date}, "
+            f"glossary {', '.join(result.issue.glossary)}, "
+            f"museum {', '.join(result.issue.museum)} (status draft)"
+        )
     else:
         click.echo(f"unchanged: {rel} already claims the slot {result.issue.date}")
 
@@ -251,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # the edge: never a traceback for the operator
         if os.environ.get("BRIEF_DEBUG"):
             raise
-        click.echo(f"internal error: {type(exc).__name__}: {exc} "
-                   "(set BRIEF_DEBUG=1 for the traceback)", err=True)
+        click.echo(
+            f"internal error: {type(exc).__name__}: {exc} (set BRIEF_DEBUG=1 for the traceback)",
+            err=True,
+        )
         return 70
     return 0
 

@@ -158,8 +158,11 @@ class Settings:
         return self.env.get(name, default)
 
 
-def find_config(start: Path | None = None, explicit: str | os.PathLike | None = None,
-                env: Mapping[str, str] | None = None) -> Path:
+def find_config(
+    start: Path | None = None,
+    explicit: str | os.PathLike | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Path:
     """Locate brief.toml: explicit path, then BRIEF_CONFIG, then upward from start."""
     env = os.environ if env is None else env
     named = explicit or env.get("BRIEF_CONFIG")
@@ -180,8 +183,12 @@ def find_config(start: Path | None = None, explicit: str | os.PathLike | None = 
     )
 
 
-def load_settings(explicit: str | os.PathLike | None = None, *, start: Path | None = None,
-                  env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    explicit: str | os.PathLike | None = None,
+    *,
+    start: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
     """Find, read and validate brief.toml into Settings."""
     env = dict(os.environ if env is None else env)
     path = find_config(start, explicit, env)
@@ -204,11 +211,25 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     root = path.parent
 
     nl = r.section("newsletter")
-    r.only("newsletter", {"name", "from_address", "from_name", "reply_to", "postal_address",
-                          "base_url", "editors", "default_list", "language"})
+    r.only(
+        "newsletter",
+        {
+            "name",
+            "from_address",
+            "from_name",
+            "reply_to",
+            "postal_address",
+            "base_url",
+            "editors",
+            "default_list",
+            "language",
+        },
+    )
     from_address = r.get(nl, "newsletter.from_address", str)
     if "@" not in from_address:
-        raise ConfigError("newsletter.from_address: must be an email address like brief@example.com")
+        raise ConfigError(
+            "newsletter.from_address: must be an email address like brief@example.com"
+        )
     base_url = r.get(nl, "newsletter.base_url", str).rstrip("/")
     if not re.match(r"^https?://[^/\s]+", base_url):
         raise ConfigError("newsletter.base_url: must be an absolute http(s) URL")
@@ -229,14 +250,24 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     )
 
     sc = r.section("schedule")
-    r.only("schedule", {"timezone", "anchor", "send_time", "assemble_ahead_days", "unapproved",
-                        "catch_up_grace_hours"})
+    r.only(
+        "schedule",
+        {
+            "timezone",
+            "anchor",
+            "send_time",
+            "assemble_ahead_days",
+            "unapproved",
+            "catch_up_grace_hours",
+        },
+    )
     tz_name = r.get(sc, "schedule.timezone", str)
     try:
         tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
-            f"schedule.timezone: unknown time zone {tz_name!r} (use an IANA name like Europe/London)"
+            f"schedule.timezone: unknown time zone {tz_name!r} "
+            "(use an IANA name like Europe/London)"
         ) from None
     anchor = r.get(sc, "schedule.anchor", (date, str))
     if isinstance(anchor, str):
@@ -276,8 +307,10 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     database = Database(_resolve_sqlite(url, root))
 
     pv = r.section("provider", required=False)
-    r.only("provider", {"name", "rate_per_second", "concurrency", "max_retries", "batch_size",
-                        *PROVIDER_TABLES})
+    r.only(
+        "provider",
+        {"name", "rate_per_second", "concurrency", "max_retries", "batch_size", *PROVIDER_TABLES},
+    )
     provider_name = r.get(pv, "provider.name", str, "outbox")
     rate = float(r.get(pv, "provider.rate_per_second", (int, float), 0))
     if rate < 0:
@@ -299,8 +332,9 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         tables[pname] = MappingProxyType(values)
     if tables["smtp"]["tls"] not in _SMTP_TLS:
         raise ConfigError(f"provider.smtp.tls: must be one of {', '.join(_SMTP_TLS)}")
-    provider = ProviderSettings(provider_name, rate, concurrency, max_retries, batch_size,
-                                MappingProxyType(tables))
+    provider = ProviderSettings(
+        provider_name, rate, concurrency, max_retries, batch_size, MappingProxyType(tables)
+    )
 
     sd = r.section("send", required=False)
     r.only("send", {"guard_ratio", "guard_window"})
@@ -312,8 +346,15 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         raise ConfigError("send.guard_window: must be 1 or more")
 
     wb = r.section("web", required=False)
-    r.only("web", {"welcome_email", "subscribe_per_address_per_hour",
-                   "subscribe_per_ip_per_hour", "max_body_bytes"})
+    r.only(
+        "web",
+        {
+            "welcome_email",
+            "subscribe_per_address_per_hour",
+            "subscribe_per_ip_per_hour",
+            "max_body_bytes",
+        },
+    )
     web = WebSettings(
         welcome_email=r.get(wb, "web.welcome_email", bool, False),
         subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
@@ -338,14 +379,22 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     """Make a relative SQLite path relative to the config file, not the cwd."""
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix):]
+        rest = url[len(prefix) :]
         if rest and rest != ":memory:" and not rest.startswith(":"):
             return prefix + str((root / rest).resolve())
     return url
 
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               list: "a list", date: "a date", time: "a time", dict: "a table"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    date: "a date",
+    time: "a time",
+    dict: "a table",
+}
 
 
 class _Reader:

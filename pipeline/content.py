@@ -284,8 +284,10 @@ class _Fields:
     def slug(self) -> str:
         slug = self.doc.meta.get("slug") or self.doc.path.stem
         if not isinstance(slug, str) or not _SLUG.match(slug):
-            self.fail("slug" if "slug" in self.doc.meta else None,
-                      f"slug {slug!r} must be lower-case words joined by hyphens")
+            self.fail(
+                "slug" if "slug" in self.doc.meta else None,
+                f"slug {slug!r} must be lower-case words joined by hyphens",
+            )
         return str(slug)
 
 
@@ -293,8 +295,9 @@ def _md() -> MarkdownIt:
     return MarkdownIt("commonmark")
 
 
-def _sections(doc: _Doc, shown: str, expected: tuple[str, ...],
-              problems: list[Problem]) -> tuple[Section, ...]:
+def _sections(
+    doc: _Doc, shown: str, expected: tuple[str, ...], problems: list[Problem]
+) -> tuple[Section, ...]:
     """Split a body at ``##`` headings, checking names and order against ``expected``."""
     src = doc.body.splitlines()
     tokens = _md().parse(doc.body)
@@ -315,11 +318,19 @@ def _sections(doc: _Doc, shown: str, expected: tuple[str, ...],
     titles = [s.title for s in sections]
     for s in sections:
         if s.title not in expected:
-            problems.append(Problem(shown, s.line, f"unexpected section '{s.title}' "
-                                    f"(expected, in order: {'; '.join(expected)})"))
+            problems.append(
+                Problem(
+                    shown,
+                    s.line,
+                    f"unexpected section '{s.title}' (expected, in order: {'; '.join(expected)})",
+                )
+            )
     if sections and heads[0][1] > 0 and "\n".join(src[: heads[0][1]]).strip():
-        problems.append(Problem(shown, doc.body_line + 1,
-                                f"text before the first section '{sections[0].title}'"))
+        problems.append(
+            Problem(
+                shown, doc.body_line + 1, f"text before the first section '{sections[0].title}'"
+            )
+        )
     last_line = sections[-1].line if sections else doc.body_line + 1
     known = [s for s in sections if s.title in expected]
     for title in expected:
@@ -328,8 +339,13 @@ def _sections(doc: _Doc, shown: str, expected: tuple[str, ...],
     order = [expected.index(s.title) for s in known]
     for prev, cur, s in zip(order, order[1:], known[1:], strict=False):
         if cur < prev:
-            problems.append(Problem(shown, s.line, f"section '{s.title}' is out of order: "
-                                    f"it comes before '{expected[prev]}'"))
+            problems.append(
+                Problem(
+                    shown,
+                    s.line,
+                    f"section '{s.title}' is out of order: it comes before '{expected[prev]}'",
+                )
+            )
         elif cur == prev:
             problems.append(Problem(shown, s.line, f"section '{s.title}' appears twice"))
     return tuple(sections)
@@ -338,8 +354,7 @@ def _sections(doc: _Doc, shown: str, expected: tuple[str, ...],
 _LABELLED = re.compile(r"^\*\*(?P<label>[^*]+?):?\*\*:?\s*(?P<text>.+)$", re.S)
 
 
-def _reality_check(section: Section | None, shown: str,
-                   problems: list[Problem]) -> tuple[str, str]:
+def _reality_check(section: Section | None, shown: str, problems: list[Problem]) -> tuple[str, str]:
     if section is None:
         return "", ""
     found: dict[str, str] = {}
@@ -349,13 +364,17 @@ def _reality_check(section: Section | None, shown: str,
             found[m["label"].strip().rstrip(":")] = m["text"].strip()
     for label in (VENDOR_SAYS, IN_PRACTICE):
         if label not in found:
-            problems.append(Problem(shown, section.line, f"Reality Check needs a paragraph "
-                                    f"starting '**{label}:**'"))
+            problems.append(
+                Problem(
+                    shown, section.line, f"Reality Check needs a paragraph starting '**{label}:**'"
+                )
+            )
     return found.get(VENDOR_SAYS, ""), found.get(IN_PRACTICE, "")
 
 
-def _questions(section: Section | None, shown: str,
-               problems: list[Problem]) -> tuple[Question, ...]:
+def _questions(
+    section: Section | None, shown: str, problems: list[Problem]
+) -> tuple[Question, ...]:
     if section is None:
         return ()
     src = section.markdown.splitlines()
@@ -377,8 +396,9 @@ def _questions(section: Section | None, shown: str,
             q = Question(m[1].strip(), m[2].strip()) if m else Question(raw, "")
             items.append(q)
     if not saw_list or not items:
-        problems.append(Problem(shown, section.line,
-                                "The Questions to Ask must be a numbered list (1. 2. 3.)"))
+        problems.append(
+            Problem(shown, section.line, "The Questions to Ask must be a numbered list (1. 2. 3.)")
+        )
     return tuple(items)
 
 
@@ -393,8 +413,15 @@ def _shown(path: Path, root: Path) -> str:
         return str(path)
 
 
-GLOSSARY_FIELDS = ("term", "slug", "category", "vendor_meaning", "actual_meaning", "queued",
-                   "priority")
+GLOSSARY_FIELDS = (
+    "term",
+    "slug",
+    "category",
+    "vendor_meaning",
+    "actual_meaning",
+    "queued",
+    "priority",
+)
 MUSEUM_FIELDS = ("title", "slug", "organisation", "date", "cost", "sources", "queued", "priority")
 ISSUE_FIELDS = ("number", "date", "subject", "preheader", "glossary", "museum", "status")
 
@@ -437,15 +464,20 @@ def parse_museum(path: Path, root: Path, problems: list[Problem]) -> MuseumStory
     f.only(MUSEUM_FIELDS)
     cost = f.text("cost")
     if cost and not re.search(r"\d", cost):
-        f.fail("cost", f"cost {cost!r} must be a figure with a currency or unit, e.g. \"$440 million\"")
+        f.fail(
+            "cost", f'cost {cost!r} must be a figure with a currency or unit, e.g. "$440 million"'
+        )
     sources = f.strings("sources")
     if "sources" in doc.meta and not sources:
         f.fail("sources", "sources must list at least one URL")
     for i, url in enumerate(sources):
         if not _URL.match(url):
             lines = doc.item_lines.get("sources", [])
-            f.fail("sources", f"source {url!r} is not an http(s) URL",
-                   line=lines[i] if i < len(lines) else None)
+            f.fail(
+                "sources",
+                f"source {url!r} is not an http(s) URL",
+                line=lines[i] if i < len(lines) else None,
+            )
     return MuseumStory(
         slug=f.slug(),
         title=f.text("title"),
@@ -468,8 +500,9 @@ class _IssueLines:
     number: int
 
 
-def parse_issue(path: Path, root: Path,
-                problems: list[Problem]) -> tuple[Issue, _IssueLines] | None:
+def parse_issue(
+    path: Path, root: Path, problems: list[Problem]
+) -> tuple[Issue, _IssueLines] | None:
     """Parse one issue file, appending its problems; None if unreadable."""
     shown = _shown(path, root)
     doc = _read(path, shown, problems)
@@ -537,8 +570,9 @@ def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                 continue
             if item.slug in into:
                 first = _shown(into[item.slug].path, root)
-                problems.append(Problem(_shown(path, root), 1,
-                                        f"duplicate slug '{item.slug}' (also {first})"))
+                problems.append(
+                    Problem(_shown(path, root), 1, f"duplicate slug '{item.slug}' (also {first})")
+                )
                 continue
             into[item.slug] = item
 
@@ -554,19 +588,33 @@ def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
         shown = _shown(path, root)
         if issue.number:
             if issue.number in numbers:
-                problems.append(Problem(shown, lines.number,
-                                        f"issue number {issue.number} is also {numbers[issue.number]}"))
+                problems.append(
+                    Problem(
+                        shown,
+                        lines.number,
+                        f"issue number {issue.number} is also {numbers[issue.number]}",
+                    )
+                )
             numbers.setdefault(issue.number, shown)
         if issue.date != date.min:
             if is_slot is not None and not is_slot(issue.date):
-                problems.append(Problem(shown, lines.date, f"date {issue.date} is not a send slot "
-                                        "on the every-other-Wednesday cadence"))
+                problems.append(
+                    Problem(
+                        shown,
+                        lines.date,
+                        f"date {issue.date} is not a send slot "
+                        "on the every-other-Wednesday cadence",
+                    )
+                )
             if issue.date in dates:
-                problems.append(Problem(shown, lines.date,
-                                        f"date {issue.date} is also {dates[issue.date]}"))
+                problems.append(
+                    Problem(shown, lines.date, f"date {issue.date} is also {dates[issue.date]}")
+                )
             dates.setdefault(issue.date, shown)
-        for kind, slugs, at, known in (("glossary", issue.glossary, lines.glossary, glossary),
-                                       ("museum", issue.museum, lines.museum, museum)):
+        for kind, slugs, at, known in (
+            ("glossary", issue.glossary, lines.glossary, glossary),
+            ("museum", issue.museum, lines.museum, museum),
+        ):
             for i, slug in enumerate(slugs):
                 line = at[i] if i < len(at) else 1
                 if slug not in known:
@@ -574,8 +622,11 @@ def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                     continue
                 key = f"{kind}:{slug}"
                 if key in used:
-                    problems.append(Problem(shown, line, f"{kind} entry '{slug}' is already "
-                                            f"used by {used[key]}"))
+                    problems.append(
+                        Problem(
+                            shown, line, f"{kind} entry '{slug}' is already used by {used[key]}"
+                        )
+                    )
                 used.setdefault(key, shown)
         issues.append(issue)
     if problems:

@@ -14,9 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 SAMPLE = SHARED / "reference" / "brief-sample-deep-learning.txt"
 
-pytest_plugins = sorted(
-    f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py")
-)
+pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
 
 
 @dataclass(frozen=True)
@@ -52,8 +50,12 @@ def brief(project: Path, monkeypatch):
     """Run the ``brief`` command in-process against ``project``; returns an Outcome."""
     from pipeline.cli import main
 
-    def run(*args: str, input: str | None = None, config: Path | None = None,
-            env: dict[str, str] | None = None) -> Outcome:
+    def run(
+        *args: str,
+        input: str | None = None,
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Outcome:
         monkeypatch.chdir(project)
         argv = ["--config", str(config or project / "brief.toml"), *args]
         runner = CliRunner()
