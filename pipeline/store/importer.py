@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
@@ -149,19 +150,34 @@ def _parse_row(row: list[str], lay: _Layout) -> tuple[str, str | None, str]:
 
 
 @contextmanager
-def _open_csv(path: str | Path) -> Iterator[IO[str]]:
+def _open_csv(path: str | Path) -> Iterator[IO[bytes]]:
     try:
-        # utf-8-sig: spreadsheets often prepend a BOM; anything not UTF-8 fails loudly.
-        handle = open(path, encoding="utf-8-sig", errors="strict", newline="")  # noqa: SIM115
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
     except OSError as exc:
         raise ImportRefused(f"cannot read {path}: {exc.strerror or exc}") from None
     with handle:
         yield handle
 
 
-def _stage_rows(conn: Connection, handle: IO[str], report: ImportReport, path: str | Path) -> None:
+def _decoded(handle: IO[bytes], path: str | Path) -> Iterator[str]:
+    """Decode line by line so a bad byte is reported with its real line number."""
+    for number, raw in enumerate(handle, 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8) :]  # spreadsheets like to prepend a BOM
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ImportRefused(
+                f"{path} line {number} is not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1}); save the file as UTF-8 and try again; nothing was imported"
+            ) from None
+
+
+def _stage_rows(
+    conn: Connection, handle: IO[bytes], report: ImportReport, path: str | Path
+) -> None:
     """Read, validate and stage every row; malformed files raise ``ImportRefused``."""
-    reader = csv.reader(handle, strict=True)
+    reader = csv.reader(_decoded(handle, path), strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -191,11 +207,6 @@ def _stage_rows(conn: Connection, handle: IO[str], report: ImportReport, path: s
                 batch = []
         if batch:
             _flush(conn, batch)
-    except UnicodeDecodeError as exc:
-        raise ImportRefused(
-            f"{path} is not UTF-8 (byte 0x{exc.object[exc.start]:02x} near line "
-            f"{reader.line_num + 1}); save it as UTF-8 and try again; nothing was imported"
-        ) from None
     except csv.Error as exc:
         raise ImportRefused(
             f"{path} line {reader.line_num}: malformed CSV ({exc}); nothing was imported"

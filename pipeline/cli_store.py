@@ -1,0 +1,394 @@
+"""``brief lists``, ``brief subscribers`` and ``brief db``: thin click wrappers over pipeline.store.
+
+People get rich tables; machines get ``--json`` or ``--csv``. Errors are BriefErrors,
+printed as one line by the main CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime
+from typing import Any
+
+import click
+
+from pipeline.errors import StoreError
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def _text(value: Any):  # type: ignore[no-untyped-def]
+    """A table cell that shows user data literally (no rich markup interpretation)."""
+    from rich.text import Text
+
+    if value is None:
+        return Text("")
+    if isinstance(value, datetime):
+        return Text(value.strftime("%Y-%m-%d %H:%M"))
+    return Text(str(value))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*[_text(v) for v in row])
+    _console().print(table)
+
+
+def _json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_default, ensure_ascii=False))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(type(value).__name__)
+
+
+def _default_list(env: Any) -> str:
+    return env.settings.newsletter.default_list
+
+
+def _link(env: Any, kind: str, token: str) -> str:
+    return f"{env.settings.newsletter.base_url}/{kind}/{token}"
+
+
+# --------------------------------------------------------------------------- lists
+
+
+@click.group()
+def lists() -> None:
+    """Create, list and delete subscriber lists."""
+
+
+@lists.command("create")
+@click.argument("name")
+@click.option("--description", default="", help="What the list is for.")
+@click.pass_obj
+def lists_create(env: Any, name: str, description: str) -> None:
+    """Create a list NAME (lower-case letters, digits, - and _)."""
+    from pipeline.store import create_list
+
+    create_list(env.engine(), name, description)
+    click.echo(f"created list {name}")
+
+
+@lists.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def lists_list(env: Any, as_json: bool) -> None:
+    """Show every list with its member counts."""
+    from pipeline.store import lists as all_lists
+
+    found = all_lists(env.engine())
+    if as_json:
+        _json([f.__dict__ for f in found])
+        return
+    _table(
+        "Lists",
+        ["name", "description", "pending", "confirmed", "unsubscribed", "created"],
+        [
+            [f.name, f.description, f.pending, f.confirmed, f.unsubscribed, f.created_at]
+            for f in found
+        ],
+    )
+
+
+@lists.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Delete even if the list has members.")
+@click.pass_obj
+def lists_delete(env: Any, name: str, force: bool) -> None:
+    """Delete list NAME (refused while it has members, unless --force)."""
+    from pipeline.store import delete_list
+
+    removed = delete_list(env.engine(), name, force=force)
+    click.echo(f"deleted list {name} ({removed} membership(s) removed)")
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage subscribers, consent, import and export."""
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", help="The person's name.")
+@click.option("--list", "list_name", help="List (default: newsletter.default_list).")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Consent is already confirmed (skip double opt-in); needs --source.",
+)
+@click.option("--source", default=None, help="Where the consent came from.")
+@click.pass_obj
+def subscribers_add(
+    env: Any,
+    email: str,
+    name: str | None,
+    list_name: str | None,
+    confirmed: bool,
+    source: str | None,
+) -> None:
+    """Subscribe EMAIL; without --confirmed they get a confirmation email (double opt-in)."""
+    from pipeline.store import add_subscriber
+
+    result = add_subscriber(
+        env.engine(),
+        email,
+        name=name,
+        list_name=list_name or _default_list(env),
+        confirmed=confirmed,
+        source=source or "cli",
+    )
+    what = "added" if result.changed else "unchanged:"
+    click.echo(f"{what} {result.email} on {result.list_name} ({result.status})")
+    if result.needs_confirmation and result.confirm_token:
+        click.echo(
+            "a confirmation email is due; link: " + _link(env, "confirm", result.confirm_token)
+        )
+
+
+@subscribers.command("list")
+@click.option("--list", "list_name", help="Only this list.")
+@click.option(
+    "--status",
+    type=click.Choice(["pending", "confirmed", "unsubscribed"]),
+    help="Only this status.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (an array, streamed).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV.")
+@click.pass_obj
+def subscribers_list(
+    env: Any, list_name: str | None, status: str | None, as_json: bool, as_csv: bool
+) -> None:
+    """List memberships, optionally of one list and status."""
+    from pipeline.store import list_subscribers
+
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    rows = list_subscribers(env.engine(), list_name=list_name, status=status)
+    fields = ["email", "name", "list", "status", "consent_source", "consent_at", "confirmed_at"]
+    if as_csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(fields)
+        for r in rows:
+            writer.writerow(
+                [r.email, r.name or "", r.list_name, r.status, r.consent_source]
+                + [d.isoformat() if d else "" for d in (r.consent_at, r.confirmed_at)]
+            )
+        return
+    if as_json:
+        # Streamed element by element so a large list never sits in memory.
+        first = True
+        click.echo("[")
+        for r in rows:
+            item = {
+                "email": r.email,
+                "name": r.name,
+                "list": r.list_name,
+                "status": r.status,
+                "consent_source": r.consent_source,
+                "consent_at": r.consent_at,
+                "confirmed_at": r.confirmed_at,
+                "unsubscribed_at": r.unsubscribed_at,
+                "attributes": r.attributes,
+            }
+            text = json.dumps(item, default=_default, ensure_ascii=False)
+            click.echo(("  " if first else ", ") + text)
+            first = False
+        click.echo("]")
+        return
+    _table(
+        "Subscribers",
+        ["email", "name", "list", "status", "source", "since"],
+        [[r.email, r.name, r.list_name, r.status, r.consent_source, r.consent_at] for r in rows],
+    )
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def subscribers_show(env: Any, email: str, as_json: bool) -> None:
+    """Show EMAIL's memberships and full consent history."""
+    from pipeline.store import show
+
+    d = show(env.engine(), email)
+    if as_json:
+        _json(
+            {
+                "email": d.email,
+                "name": d.name,
+                "attributes": d.attributes,
+                "created_at": d.created_at,
+                "suppressed": d.suppressed,
+                "memberships": [m.__dict__ for m in d.memberships],
+                "events": [e.__dict__ for e in d.events],
+                "preferences_url": _link(env, "preferences", d.preferences_token),
+                "unsubscribe_all_url": _link(env, "unsubscribe", d.unsubscribe_all_token),
+            }
+        )
+        return
+    out = _console()
+    from rich.text import Text
+
+    out.print(Text(f"{d.email}  {d.name or ''}".rstrip()))
+    out.print(Text(f"since {d.created_at:%Y-%m-%d %H:%M} UTC"))
+    if d.attributes:
+        out.print(Text("attributes: " + json.dumps(d.attributes, ensure_ascii=False)))
+    if d.suppressed:
+        out.print(Text(f"suppressed: {d.suppressed}"))
+    _table(
+        "Memberships",
+        ["list", "status", "source", "consent", "confirmed", "unsubscribed"],
+        [
+            [
+                m.list_name,
+                m.status,
+                m.consent_source,
+                m.consent_at,
+                m.confirmed_at,
+                m.unsubscribed_at,
+            ]
+            for m in d.memberships
+        ],
+    )
+    _table(
+        "History",
+        ["when", "event", "list", "source", "detail"],
+        [[e.at, e.kind, e.list_name, e.source, e.detail] for e in d.events],
+    )
+
+
+@subscribers.command("unsubscribe")
+@click.argument("email")
+@click.option("--list", "list_name", help="Only this list (default: every list, and suppress).")
+@click.option("--source", default="cli", help="Why / who (recorded in the history).")
+@click.pass_obj
+def subscribers_unsubscribe(env: Any, email: str, list_name: str | None, source: str) -> None:
+    """Unsubscribe EMAIL from one list, or from everything (which also suppresses)."""
+    from pipeline.store import unsubscribe
+
+    if "@" not in email:
+        raise StoreError(f"{email!r} is not an email address")
+    changed = unsubscribe(env.engine(), email, list_name=list_name, source=source)
+    where = list_name or "every list (address suppressed)"
+    click.echo(f"unsubscribed from {where}: {changed} membership(s) changed")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--list", "list_name", help="List (default: newsletter.default_list).")
+@click.option("--confirmed", is_flag=True, help="Consent already confirmed; needs --source.")
+@click.option("--source", default=None, help="Where the consent was collected.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def subscribers_import(
+    env: Any,
+    file: str,
+    list_name: str | None,
+    confirmed: bool,
+    source: str | None,
+    as_json: bool,
+) -> None:
+    """Import FILE.csv (header with an email column; name and other columns optional)."""
+    from pipeline.store import import_csv
+
+    report = import_csv(
+        env.engine(), file, list_name or _default_list(env), confirmed=confirmed, source=source
+    )
+    if as_json:
+        _json(report.as_dict())
+        return
+    click.echo(
+        f"read {report.rows} row(s): imported {report.imported}, updated {report.updated}, "
+        f"skipped as duplicates {report.duplicates}, refused as invalid {report.invalid}, "
+        f"refused as suppressed or unsubscribed {report.suppressed}"
+    )
+    for line, reason in report.invalid_rows:
+        click.echo(f"  line {line}: {reason}")
+    if report.invalid > len(report.invalid_rows):
+        click.echo(f"  ... and {report.invalid - len(report.invalid_rows)} more invalid row(s)")
+
+
+@subscribers.command("export")
+@click.option("--list", "list_name", help="Only this list.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
+@click.pass_obj
+def subscribers_export(env: Any, list_name: str | None, out: str | None) -> None:
+    """Export memberships as CSV (re-importable)."""
+    from pipeline.store import export_csv
+
+    n = export_csv(env.engine(), out or sys.stdout, list_name=list_name)
+    if out:
+        click.echo(f"exported {n} row(s) to {out}")
+
+
+@subscribers.command("forget")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def subscribers_forget(env: Any, email: str, yes: bool) -> None:
+    """Erase EMAIL and their data; a hashed suppression stops any re-import."""
+    from pipeline.store import forget
+
+    if not yes:
+        click.confirm(f"erase {email} and all their data for good?", abort=True)
+    found = forget(env.engine(), email)
+    click.echo("erased; the address is suppressed" if found else "not found; address suppressed")
+
+
+@subscribers.command("count")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def subscribers_count(env: Any, as_json: bool) -> None:
+    """Count memberships per list and status."""
+    from pipeline.store import count
+
+    rows = count(env.engine())
+    if as_json:
+        data: dict[str, dict[str, int]] = {}
+        for name, status, n in rows:
+            data.setdefault(name, {})[status] = n
+        _json(data)
+        return
+    by_list: dict[str, dict[str, int]] = {}
+    for name, status, n in rows:
+        by_list.setdefault(name, {})[status] = n
+    _table(
+        "Subscribers per list",
+        ["list", "pending", "confirmed", "unsubscribed"],
+        [[k, v["pending"], v["confirmed"], v["unsubscribed"]] for k, v in by_list.items()],
+    )
+
+
+# --------------------------------------------------------------------------- db
+
+
+@click.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(env: Any) -> None:
+    """Apply every pending migration (also done automatically on first use)."""
+    from pipeline.store import upgrade
+
+    heads = upgrade(env.settings.database.url)
+    click.echo(f"database at revision {', '.join(heads)}")
