@@ -3,6 +3,7 @@ loaded here as plugins, so areas can grow without editing one shared file."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,17 @@ SHARED = REPO.parent / "shared"
 SAMPLE = SHARED / "reference" / "brief-sample-deep-learning.txt"
 
 pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under BRIEF_NO_SKIPS (set by .ci/run) a skip is a failure: CI has every service."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("BRIEF_NO_SKIPS") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped where nothing may be (BRIEF_NO_SKIPS): {reason}"
 
 
 @dataclass(frozen=True)
