@@ -1,0 +1,388 @@
+"""Per-recipient MIME from an issue rendered once: the hot path of a send.
+
+``MessageFactory`` builds the multipart/alternative skeleton once per issue:
+headers shared by everyone, and each body part quoted-printable encoded in
+static segments split at the placeholders. Per recipient, ``build`` encodes
+only the substituted values (each on lines of its own, joined by QP soft line
+breaks, so no line passes 76 octets) and joins bytes. No template rendering,
+no MJML and no ``EmailMessage`` per recipient.
+"""
+
+from __future__ import annotations
+
+import binascii
+import html as htmlmod
+import re
+import secrets
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from email.header import Header
+from email.utils import formataddr, formatdate
+from pathlib import Path
+from typing import Any
+
+from .config import Settings
+from .errors import SendError
+from .providers.base import Content, OutgoingMessage
+
+# The contract with pipeline.render; kept equal to render.PLACEHOLDERS (a test checks).
+PLACEHOLDERS = {
+    "name": "%%BRIEF_NAME%%",
+    "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
+    "preferences_url": "%%BRIEF_PREFERENCES_URL%%",
+}
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+TEST_PREFIX = "[TEST] "
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+_ATEXT_ADDR = re.compile(r"^[\x21-\x7e]+@[A-Za-z0-9.-]+$")
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9 !#$%&'*+\-/=?^_`{|}~.]*$")
+
+
+class AddressRefused(SendError):
+    """A recipient address that cannot go into a To header as it is."""
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One body part: QP-encoded static segments as one %-template, and the slots."""
+
+    template: bytes  # b"seg%(name)bseg..." with literal % doubled: one C-level substitution
+    slots: tuple[str, ...]  # placeholder names, in order
+    pieces: tuple[str, ...]  # the static text, decoded (for OutgoingMessage.html/text)
+
+
+def content_commit(root: Path) -> str:
+    """The git commit of the content at ``root``, or "unknown" outside a repository."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", commit) else "unknown"
+
+
+def _normalise_newlines(text: str) -> str:
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def qp_encode(text: str) -> bytes:
+    """Quoted-printable UTF-8 with CRLF line ends, each line at most 76 octets."""
+    if not text:
+        return b""
+    data = _normalise_newlines(text).encode("utf-8")
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False).replace(b"\n", CRLF)
+
+
+def _segment(text: str) -> bytes:
+    """Encode a static piece so that the next piece may start at column 0."""
+    enc = qp_encode(text)
+    if enc and not enc.endswith(CRLF):
+        enc += SOFT_BREAK
+    return enc
+
+
+def _split(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    by_marker = {v: k for k, v in PLACEHOLDERS.items()}
+    pattern = re.compile("|".join(re.escape(m) for m in by_marker))
+    pieces: list[str] = []
+    slots: list[str] = []
+    pos = 0
+    for m in pattern.finditer(template):
+        pieces.append(template[pos : m.start()])
+        slots.append(by_marker[m.group(0)])
+        pos = m.end()
+    pieces.append(template[pos:])
+    return tuple(pieces), tuple(slots)
+
+
+def _part(template: str) -> _Part:
+    pieces, slots = _split(_normalise_newlines(template))
+    segments = [_segment(p).replace(b"%", b"%%") for p in pieces]
+    out = [segments[0]]
+    for slot, seg in zip(slots, segments[1:], strict=True):
+        out.append(b"%(" + slot.encode("ascii") + b")b")
+        out.append(seg)
+    return _Part(b"".join(out), slots, pieces)
+
+
+def clean_name(name: str | None) -> str:
+    """A display name safe for a header and a greeting: control characters become spaces."""
+    if not name:
+        return ""
+    return " ".join(_CONTROL.sub(" ", name).split())
+
+
+def check_address(address: str) -> str:
+    """The address if it can go in a header as is; AddressRefused otherwise."""
+    if not _ATEXT_ADDR.match(address) or len(address) > 320:
+        raise AddressRefused(
+            f"address {address!r} has spaces, line breaks or non-ASCII "
+            "characters (SMTPUTF8 addresses are not supported)"
+        )
+    return address
+
+
+def _encoded_word(text: str, header_name: str) -> str:
+    """RFC 2047 words, folded with CRLF so every line stays short."""
+    return Header(text, "utf-8", header_name=header_name).encode(linesep="\r\n")
+
+
+def format_address(name: str | None, address: str, header_name: str = "To") -> str:
+    """``Name <address>`` with the name quoted or RFC 2047 encoded as needed."""
+    address = check_address(address)
+    name = clean_name(name)
+    if not name:
+        return address
+    if name.isascii():
+        if _PLAIN_NAME.match(name) and len(name) < 60:
+            return f"{name} <{address}>"
+        if len(name) < 60:
+            return formataddr((name, address))
+    return f"{_encoded_word(name, header_name)} <{address}>"
+
+
+def _header_text(name: str, value: str) -> bytes:
+    """One unstructured header, encoded when non-ASCII and folded when long."""
+    value = clean_name(value)
+    if value.isascii() and len(name) + len(value) < 76:
+        line = f"{name}: {value}"
+    elif value.isascii():
+        line = f"{name}: " + Header(value, "us-ascii", header_name=name).encode(linesep="\r\n")
+    else:
+        line = f"{name}: " + _encoded_word(value, name)
+    return line.encode("ascii") + CRLF
+
+
+def _values_for(values: Mapping[str, str], slots: frozenset[str]) -> None:
+    missing = slots.difference(values)
+    if missing:
+        raise SendError(f"message values lack {', '.join(sorted(missing))}")
+
+
+class _LazyMessage(OutgoingMessage):
+    """An OutgoingMessage whose personalised html/text are joined only when read.
+
+    SMTP and outbox need only ``raw``; the HTTP providers read ``html``/``text``,
+    which are then built once and cached.
+    """
+
+    def __init__(self, *, factory: MessageFactory, **fields: Any):
+        for k, v in fields.items():
+            object.__setattr__(self, k, v)
+        object.__setattr__(self, "_factory", factory)
+
+    def __getattr__(self, attr: str) -> Any:
+        # Called only for attributes not yet set: the two lazy parts.
+        if attr in ("html", "text"):
+            f = self.__dict__["_factory"]
+            part = f._html if attr == "html" else f._text
+            vals = f._html_values(self.values) if attr == "html" else self.values
+            value = _join_text(part, vals)
+            object.__setattr__(self, attr, value)
+            return value
+        raise AttributeError(attr)
+
+
+def _join_text(part: _Part, values: Mapping[str, str]) -> str:
+    out = [part.pieces[0]]
+    for slot, piece in zip(part.slots, part.pieces[1:], strict=True):
+        out.append(values[slot])
+        out.append(piece)
+    return "".join(out)
+
+
+class MessageFactory:
+    """Builds each recipient's message from one rendered issue by substitution."""
+
+    def __init__(
+        self,
+        rendered: Any,
+        settings: Settings,
+        commit: str | None = None,
+        *,
+        list_name: str | None = None,
+    ):
+        nl = settings.newsletter
+        self.rendered = rendered
+        self.settings = settings
+        self.domain = nl.domain
+        self.base_url = nl.base_url
+        self.commit = commit if commit is not None else content_commit(settings.root)
+        self.list_name = list_name or nl.default_list
+        self.issue_label = f"{int(rendered.issue_number):03d}"
+        self._unsub_prefix = f"{self.base_url}/unsubscribe/"
+        self._html = _part(rendered.html)
+        self._text = _part(rendered.text)
+        self._slots = frozenset(self._html.slots + self._text.slots)
+        list_id = f"<{self.list_name}.{self.domain}>"
+        common = {
+            "List-Id": f"{nl.name} {list_id}" if nl.name.isascii() else list_id,
+            "X-Brief-Commit": self.commit,
+            "X-Brief-Issue": self.issue_label,
+        }
+        self.content = Content(
+            issue_number=int(rendered.issue_number),
+            subject=rendered.subject,
+            from_address=nl.from_address,
+            from_name=nl.from_name,
+            reply_to=nl.reply_to,
+            html=rendered.html,
+            text=rendered.text,
+            headers=common,
+        )
+        self._boundary = "=_brief_" + secrets.token_hex(12)
+        b = self._boundary.encode("ascii")
+        head = b"".join(
+            [
+                b"From: " + format_address(nl.from_name, nl.from_address, "From").encode() + CRLF,
+                b"Reply-To: " + format_address(None, nl.reply_to, "Reply-To").encode() + CRLF,
+                _header_text("Subject", rendered.subject),
+                b"MIME-Version: 1.0" + CRLF,
+                *(_header_text(k, v) for k, v in common.items()),
+                b'Content-Type: multipart/alternative; boundary="' + b + b'"' + CRLF,
+            ]
+        )
+        self._head = head
+        part_head = (
+            b'Content-Type: text/%s; charset="utf-8"'
+            + CRLF
+            + b"Content-Transfer-Encoding: quoted-printable"
+            + CRLF
+            + CRLF
+        )
+        self._text_open = CRLF + b"--" + b + CRLF + part_head % b"plain"
+        self._html_open = CRLF + b"--" + b + CRLF + part_head % b"html"
+        self._close = CRLF + b"--" + b + b"--" + CRLF
+        self._date_at = -1
+        self._date = b""
+
+    # -- per recipient -----------------------------------------------------
+
+    def _now_header(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_at:  # one formatdate a second, not one per message
+            self._date = b"Date: " + formatdate(now, localtime=False).encode() + CRLF
+            self._date_at = now
+        return self._date
+
+    @staticmethod
+    def _html_values(values: Mapping[str, str]) -> dict[str, str]:
+        return {k: htmlmod.escape(v, quote=True) for k, v in values.items()}
+
+    def _mailto(self, unsubscribe_url: str) -> str:
+        token = (
+            unsubscribe_url[len(self._unsub_prefix) :]
+            if unsubscribe_url.startswith(self._unsub_prefix)
+            else ""
+        )
+        subject = f"unsubscribe-{token}" if token else "unsubscribe"
+        return f"mailto:unsubscribe@{self.domain}?subject={subject}"
+
+    def build(
+        self, key: str, to_address: str, to_name: str | None, values: Mapping[str, str]
+    ) -> OutgoingMessage:
+        """One recipient's complete message: headers, then both parts with ``values`` in."""
+        values = dict(values)
+        if "name" in values:
+            values["name"] = clean_name(values["name"])
+        _values_for(values, self._slots)
+        to = format_address(to_name, to_address)
+        unsub = values.get("unsubscribe_url", f"{self._unsub_prefix}")
+        message_id = f"<{key}.{secrets.token_hex(6)}@{self.domain}>"
+        headers = {
+            "To": to,
+            "Message-ID": message_id,
+            "List-Unsubscribe": f"<{unsub}>, <{self._mailto(unsub)}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        encoded: dict[bytes, bytes] = {}
+        html_encoded: dict[bytes, bytes] = {}
+        for k, v in values.items():
+            kb = k.encode("ascii")
+            encoded[kb] = _segment(v)
+            html_encoded[kb] = _segment(htmlmod.escape(v, quote=True))
+        out = [
+            b"To: " + to.encode("ascii") + CRLF,
+            self._now_header(),
+            b"Message-ID: " + message_id.encode("ascii") + CRLF,
+            b"List-Unsubscribe: <"
+            + unsub.encode("ascii")
+            + b">,"
+            + CRLF
+            + b" <"
+            + self._mailto(unsub).encode("ascii")
+            + b">"
+            + CRLF,
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
+            self._head,
+            self._text_open,
+        ]
+        out.append(self._text.template % encoded)
+        out.append(self._html_open)
+        out.append(self._html.template % html_encoded)
+        out.append(self._close)
+        return _LazyMessage(
+            factory=self,
+            key=key,
+            to_address=to_address,
+            to_name=clean_name(to_name) or None,
+            content=self.content,
+            values=values,
+            headers=headers,
+            raw=b"".join(out),
+        )
+
+    def for_recipient(self, key: str, recipient: Any) -> OutgoingMessage:
+        """Build from a store ``Recipient`` (email, name and link tokens)."""
+        return self.build(
+            key, recipient.email, recipient.name, recipient_values(self.settings, recipient)
+        )
+
+
+def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
+    """The placeholder values of one store ``Recipient``: name and personal links."""
+    base = settings.newsletter.base_url
+    return {
+        "name": clean_name(recipient.name),
+        "unsubscribe_url": f"{base}/unsubscribe/{recipient.unsubscribe_token}",
+        "preferences_url": f"{base}/preferences/{recipient.preferences_token}",
+    }
+
+
+def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
+    """Placeholder values for a copy that reaches no subscriber (test sends, samples)."""
+    base = settings.newsletter.base_url
+    return {
+        "name": name,
+        "unsubscribe_url": f"{base}/unsubscribe/sample",
+        "preferences_url": f"{base}/preferences/sample",
+    }
+
+
+def test_copy(rendered: Any) -> Any:
+    """The rendered issue with ``[TEST]`` in front of its subject."""
+    if rendered.subject.startswith(TEST_PREFIX):
+        return rendered
+    return replace(rendered, subject=TEST_PREFIX + rendered.subject)
+
+
+test_copy.__test__ = False  # not a pytest test despite the name
+
+
+def sample_message(rendered: Any, settings: Settings) -> bytes:
+    """The complete .eml of one issue as a reader would get it (for ``brief render``)."""
+    factory = MessageFactory(rendered, settings)
+    msg = factory.build(
+        f"issue-{factory.issue_label}.sample", "reader@example.com", None, sample_values(settings)
+    )
+    return msg.raw
