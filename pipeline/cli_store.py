@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from datetime import datetime
 from typing import Any
 
@@ -53,6 +52,14 @@ def _default(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     raise TypeError(type(value).__name__)
+
+
+class _Echo:
+    """A text stream over click.echo, so output follows click's (and tests') stdout."""
+
+    def write(self, text: str) -> int:
+        click.echo(text, nl=False)
+        return len(text)
 
 
 def _default_list(env: Any) -> str:
@@ -183,7 +190,7 @@ def subscribers_list(
     rows = list_subscribers(env.engine(), list_name=list_name, status=status)
     fields = ["email", "name", "list", "status", "consent_source", "consent_at", "confirmed_at"]
     if as_csv:
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer = csv.writer(_Echo(), lineterminator="\n")
         writer.writerow(fields)
         for r in rows:
             writer.writerow(
@@ -333,7 +340,7 @@ def subscribers_export(env: Any, list_name: str | None, out: str | None) -> None
     """Export memberships as CSV (re-importable)."""
     from pipeline.store import export_csv
 
-    n = export_csv(env.engine(), out or sys.stdout, list_name=list_name)
+    n = export_csv(env.engine(), out or _Echo(), list_name=list_name)  # type: ignore[arg-type]
     if out:
         click.echo(f"exported {n} row(s) to {out}")
 

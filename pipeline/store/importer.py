@@ -184,10 +184,12 @@ def _stage_rows(
             raise ImportRefused(f"{path} is empty: expected a header row with an 'email' column")
         lay = _layout(header)
         batch: list[tuple[Any, ...]] = []
+        previous = reader.line_num
         for row in reader:
+            # A quoted field may span lines: report where the record starts.
+            line, previous = previous + 1, reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            line = reader.line_num
             if len(row) != lay.width:
                 raise ImportRefused(
                     f"{path} line {line}: expected {lay.width} fields like the header, "
