@@ -1,0 +1,174 @@
+"""A leader lock in the database: of all daemons on one database, only the holder acts.
+
+A row per lock name (migration 0003) says who holds it until when. Taking it is one
+conditional UPDATE (mine already, or expired) or, for a lock never taken, one INSERT
+that the primary key lets only one writer win; both are atomic on SQLite and
+PostgreSQL. The holder renews it by heartbeat; others steal it only after expiry.
+Work that must happen at most once checks the lock inside its own transaction
+(``fence``), so a holder that lost the lock without noticing cannot commit it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .errors import StoreError
+
+log = logging.getLogger("brief.lock")
+
+DAEMON_LOCK = "brief-daemon"
+
+# The code's view of migration 0003's table.
+locks = sa.Table(
+    "locks",
+    sa.MetaData(),
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("heartbeat", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+class LockLost(StoreError):
+    """This process no longer holds the lock it needed for what it was about to commit."""
+
+
+def new_holder() -> str:
+    """A holder id unique to this process run: host, pid and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _utc(when: datetime) -> datetime:
+    # SQLite stores datetimes as text without an offset: everything written is UTC,
+    # so text order is time order.
+    if when.tzinfo is None:
+        raise ValueError("lock times must be aware")
+    return when.astimezone(UTC)
+
+
+def acquire(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Take or renew the lock ``name`` for ``holder`` until ``now + ttl``; False if held."""
+    now = _utc(now)
+    values = {"holder": holder, "expires_at": now + ttl, "heartbeat": now}
+    try:
+        with engine.begin() as conn:
+            taken = conn.execute(
+                locks.update()
+                .where(locks.c.name == name)
+                .where(sa.or_(locks.c.holder == holder, locks.c.expires_at <= now))
+                .values(**values)
+            ).rowcount
+        if taken == 1:
+            return True
+        with engine.begin() as conn:
+            conn.execute(locks.insert().values(name=name, **values))
+        return True
+    except IntegrityError:
+        return False  # another daemon inserted the row first
+    except SQLAlchemyError as exc:
+        raise StoreError(f"lock {name}: {exc.__class__.__name__}: {exc}") from None
+
+
+def renew(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
+    """Extend the lock if ``holder`` still holds it; False when it was stolen or released."""
+    now = _utc(now)
+    # Holder unchanged means nobody stole it, even if it expired meanwhile.
+    with engine.begin() as conn:
+        return (
+            conn.execute(
+                locks.update()
+                .where(locks.c.name == name, locks.c.holder == holder)
+                .values(expires_at=now + ttl, heartbeat=now)
+            ).rowcount
+            == 1
+        )
+
+
+def release(engine: Engine, name: str, holder: str) -> None:
+    """Give the lock up (only if ``holder`` has it), so a standby can take over at once."""
+    with engine.begin() as conn:
+        conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
+
+
+def fence(conn: Connection, name: str, holder: str, now: datetime) -> None:
+    """Inside a transaction: prove ``holder`` holds ``name``, or raise LockLost.
+
+    An UPDATE rather than a SELECT: on PostgreSQL it locks the row until commit, so a
+    steal cannot slip in between the check and the work it guards.
+    """
+    now = _utc(now)
+    held = conn.execute(
+        locks.update()
+        .where(locks.c.name == name, locks.c.holder == holder, locks.c.expires_at > now)
+        .values(heartbeat=now)
+    ).rowcount
+    if held != 1:
+        raise LockLost(f"lock {name} is not held by {holder}")
+
+
+def holder_of(engine: Engine, name: str) -> tuple[str, datetime] | None:
+    """Who holds ``name`` and until when (expired rows included), or None."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(locks.c.holder, locks.c.expires_at).where(locks.c.name == name)
+        ).first()
+    if row is None:
+        return None
+    expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+    return row.holder, expires
+
+
+class Heartbeat:
+    """Renews a held lock every ``interval`` on a thread; sets ``lost`` if it cannot."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        holder: str,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+        interval: float | None = None,
+    ):
+        self.engine, self.name, self.holder, self.ttl = engine, name, holder, ttl
+        self.clock = clock
+        self.interval = interval if interval is not None else ttl.total_seconds() / 3
+        self.lost = threading.Event()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="brief-heartbeat", daemon=True)
+
+    def start(self) -> Heartbeat:
+        """Begin renewing; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop renewing (the lock is left as it is) and wait for the thread."""
+        self._done.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                ok = renew(self.engine, self.name, self.holder, self.clock(), self.ttl)
+            except SQLAlchemyError as exc:
+                # A database hiccup is not a lost lock yet; expiry decides.
+                log.warning(
+                    "lock=%s event=heartbeat_failed error=%s", self.name, type(exc).__name__
+                )
+                continue
+            if not ok:
+                log.error("lock=%s holder=%s event=lock_lost", self.name, self.holder)
+                self.lost.set()
+                return
