@@ -1,0 +1,91 @@
+"""``brief render`` and ``brief preview``: thin shells over render, lint and the preview app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli import Env
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n} B"
+
+
+@click.command()
+@click.argument("issue_ref", metavar="ISSUE")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the files (default: .brief/render).",
+)
+@click.pass_obj
+def render(env: Env, issue_ref: str, out_dir: Path | None) -> None:
+    """Render ISSUE (a number or a path) to NNN.html, NNN.txt and NNN.eml.
+
+    The files carry a sample reader's links, as a subscriber would get them.
+    Lint errors stop the render; warnings are printed.
+    """
+    from .lint import lint_rendered, raise_errors
+    from .message import sample_message, sample_values
+    from .render import personalise, render_issue
+
+    settings = env.settings
+    library = env.library()
+    issue = library.issue(issue_ref)
+    rendered = render_issue(issue, library, settings)
+    for line in raise_errors(lint_rendered(rendered, issue, library, settings)):
+        click.echo(line, err=True)
+    html, text = personalise(rendered, sample_values(settings))
+    eml = sample_message(rendered, settings)
+    out = out_dir or settings.state_dir / "render"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        out / f"{issue.label}.html": html.encode("utf-8"),
+        out / f"{issue.label}.txt": text.encode("utf-8"),
+        out / f"{issue.label}.eml": eml,
+    }
+    for path, data in files.items():
+        path.write_bytes(data)
+        click.echo(f"{path}  {_size(len(data))}")
+
+
+@click.command()
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
+@click.option(
+    "--port",
+    default=8025,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on.",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Interface to bind (loopback unless you say otherwise).",
+)
+@click.option("--no-open", is_flag=True, help="Do not open a browser.")
+@click.pass_obj
+def preview(env: Env, issue_ref: str | None, port: int, host: str, no_open: bool) -> None:
+    """Serve a live preview of the issues; pages reload when content or templates change."""
+    import threading
+    import webbrowser
+
+    import uvicorn
+
+    from .web.preview import create_app
+
+    settings = env.settings
+    path = "/"
+    if issue_ref:
+        path = f"/issues/{env.library().issue(issue_ref).label}/"
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{path}"
+    click.echo(f"preview: {url}  (Ctrl-C to stop)")
+    if not no_open:
+        threading.Timer(0.8, webbrowser.open, args=(url,)).start()
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2
+    )

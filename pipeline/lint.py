@@ -1,0 +1,216 @@
+"""Preflight: what would embarrass the newsletter in an inbox, caught before it goes out.
+
+Errors (the issue must not go out): HTML over 102 KB (Gmail clips it), no
+postal address, no unsubscribe link, an editor's placeholder (TK, TODO, XXX,
+lorem ipsum) left in. Warnings: HTML over 80 KB, an image without alt text,
+an ``http:`` link, a link without text, a subject over 78 characters.
+Each finding is located at the content file (or template) line it comes from.
+"""
+
+from __future__ import annotations
+
+import html as htmlmod
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import Settings
+from .content import Issue, Library
+from .errors import ContentError, Problem
+from .render import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
+
+GMAIL_CLIP_BYTES = 102 * 1024
+HTML_WARN_BYTES = 80 * 1024
+SUBJECT_MAX = 78
+EDITOR_MARKS = re.compile(r"\b(?:TK|TODO|XXX)\b|(?i:lorem ipsum)")
+
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+_LINK = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.I | re.S)
+_HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
+_TAG = re.compile(r"<[^>]+>")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One lint result: ``error`` stops the issue, ``warning`` is shown."""
+
+    level: str
+    problem: Problem
+
+    def __str__(self) -> str:
+        p = self.problem
+        return f"{p.path}:{p.line}: {self.level}: {p.message}"
+
+
+class _Where:
+    """Finds the content file and line a piece of text came from."""
+
+    def __init__(self, issue: Issue, library: Library):
+        self.root = library.root
+        self.issue = issue
+        self.files: list[Path] = [issue.path]
+        self.files += [library.glossary[s].path for s in issue.glossary if s in library.glossary]
+        self.files += [library.museum[s].path for s in issue.museum if s in library.museum]
+        self._lines: dict[Path, list[str]] = {}
+
+    def shown(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def lines(self, path: Path) -> list[str]:
+        if path not in self._lines:
+            try:
+                self._lines[path] = path.read_text(encoding="utf-8").splitlines()
+            except OSError:
+                self._lines[path] = []
+        return self._lines[path]
+
+    def find(self, needle: str, template: str = HTML_TEMPLATE) -> tuple[str, int]:
+        """The first content line holding ``needle``, else the template."""
+        for path in self.files:
+            for n, line in enumerate(self.lines(path), 1):
+                if needle in line:
+                    return self.shown(path), n
+        tpath = self.root / "templates" / template
+        for n, line in enumerate(self.lines(tpath), 1):
+            if needle in line:
+                return self.shown(tpath), n
+        return self.shown(tpath), 1
+
+    def field(self, key: str) -> tuple[str, int]:
+        """The issue file line of a frontmatter field."""
+        for n, line in enumerate(self.lines(self.issue.path), 1):
+            if line.startswith(f"{key}:"):
+                return self.shown(self.issue.path), n
+        return self.shown(self.issue.path), 1
+
+
+def lint_rendered(
+    rendered: Rendered, issue: Issue, library: Library, settings: Settings
+) -> list[Finding]:
+    """Every preflight finding for one rendered issue, errors first."""
+    where = _Where(issue, library)
+    out: list[Finding] = []
+
+    def add(level: str, at: tuple[str, int], message: str) -> None:
+        out.append(Finding(level, Problem(at[0], at[1], message)))
+
+    size = len(rendered.html.encode("utf-8"))
+    tpl = (f"templates/{HTML_TEMPLATE}", 1)
+    if size > GMAIL_CLIP_BYTES:
+        add("error", tpl, f"the HTML is {size / 1024:.1f} KB; Gmail clips messages over 102 KB")
+    elif size > HTML_WARN_BYTES:
+        add("warning", tpl, f"the HTML is {size / 1024:.1f} KB; Gmail clips at 102 KB")
+
+    postal = settings.newsletter.postal_address.strip()
+    if not postal:
+        add(
+            "error",
+            (where.shown(settings.path), 1),
+            "newsletter.postal_address is empty; the law wants a postal address in every issue",
+        )
+    else:
+        for part, body, template in (
+            ("HTML", htmlmod.unescape(rendered.html), HTML_TEMPLATE),
+            ("text", " ".join(rendered.text.split()), TEXT_TEMPLATE),
+        ):
+            if " ".join(postal.split()) not in body:
+                add(
+                    "error",
+                    (f"templates/{template}", 1),
+                    f"the {part} version does not carry the postal address",
+                )
+    unsub = PLACEHOLDERS["unsubscribe_url"]
+    for part, body, template in (
+        ("HTML", rendered.html, HTML_TEMPLATE),
+        ("text", rendered.text, TEXT_TEMPLATE),
+    ):
+        if unsub not in body:
+            add(
+                "error",
+                (f"templates/{template}", 1),
+                f"the {part} version has no unsubscribe link ({{{{ unsubscribe_url }}}})",
+            )
+
+    # Placeholders are found in the editor's files, line by line; one that shows up
+    # only in the rendered text came from a template.
+    marked = False
+    for path in where.files:
+        for n, line in enumerate(where.lines(path), 1):
+            for m in EDITOR_MARKS.finditer(line):
+                marked = True
+                add(
+                    "error",
+                    (where.shown(path), n),
+                    f"editor's placeholder {m[0]!r} left in: {line.strip()[:60]!r}",
+                )
+    if not marked:
+        for source, template in ((rendered.text, TEXT_TEMPLATE), (rendered.html, HTML_TEMPLATE)):
+            m = EDITOR_MARKS.search(htmlmod.unescape(_TAG.sub(" ", source)))
+            if m:
+                add(
+                    "error",
+                    where.find(m[0], template),
+                    f"editor's placeholder {m[0]!r} left in by the template",
+                )
+
+    for m in _IMG.finditer(rendered.html):
+        alt = _ALT.search(m[0])
+        if not alt or not (alt[1] or alt[2] or "").strip():
+            src = re.search(r"""\bsrc\s*=\s*["']([^"']*)""", m[0])
+            url = src[1] if src else ""
+            add("warning", where.find(url) if url else tpl, f"image without alt text: {url}")
+    for m in _LINK.finditer(rendered.html):
+        href_m = _HREF.search(m[1])
+        href = htmlmod.unescape((href_m[1] or href_m[2] or "") if href_m else "")
+        label = htmlmod.unescape(_TAG.sub("", m[2])).strip()
+        has_alt = any((a[1] or a[2] or "").strip() for a in _ALT.finditer(m[2]))
+        if href.lower().startswith("http:"):
+            add("warning", where.find(href), f"insecure http: link {href}")
+        if not label and not has_alt:
+            add("warning", where.find(href) if href else tpl, f"link without text: {href}")
+
+    if len(rendered.subject) > SUBJECT_MAX:
+        add(
+            "warning",
+            where.field("subject"),
+            f"subject is {len(rendered.subject)} characters; inboxes cut it after about "
+            f"{SUBJECT_MAX}",
+        )
+    out.sort(key=lambda f: f.level != "error")
+    return out
+
+
+def lint_issue(
+    issue: Issue, library: Library, settings: Settings, rendered: Rendered | None = None
+) -> list[Finding]:
+    """Render (unless given) and lint one issue."""
+    rendered = rendered or render_issue(issue, library, settings)
+    return lint_rendered(rendered, issue, library, settings)
+
+
+def raise_errors(findings: Iterable[Finding]) -> list[str]:
+    """Raise a ContentError carrying every error; return the warnings as lines."""
+    findings = list(findings)
+    errors = [f.problem for f in findings if f.level == "error"]
+    if errors:
+        raise ContentError(errors)
+    return [str(f) for f in findings if f.level != "error"]
+
+
+def lint_library(library: Library, settings: Settings) -> list[str]:
+    """Lint every issue not yet sent; raise ContentError for errors, return warning lines."""
+    from .templating import environment
+
+    env = environment(settings)
+    findings: list[Finding] = []
+    for issue in library.issues:
+        if issue.status == "sent":
+            continue  # history: what went out went out
+        rendered = render_issue(issue, library, settings, env)
+        findings += lint_rendered(rendered, issue, library, settings)
+    return raise_errors(findings)

@@ -1,0 +1,1 @@
+"""Web apps: the local preview (``preview``) and the public pages (``public``)."""
