@@ -1,0 +1,281 @@
+"""What the HTTP API providers share: a session, timeouts, and failure classification.
+
+Each provider module (postmark, sendgrid, mailgun, ses, resend) builds its own
+request body and reads its own error codes; everything that is the same for all
+of them lives here once: the ``requests.Session`` with a User-Agent, the POST
+that turns timeouts and refused connections into transient failures, the
+status-code rule (429 and 5xx are transient, other 4xx permanent, 401/403 mean
+the whole provider is unusable), and the fan-out of one failure to a batch.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+from .. import __version__
+from ..config import Settings
+from ..errors import ProviderError
+from .base import OutgoingMessage, Result
+
+USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
+
+# Headers every API sets from its own fields (from, to, subject…); passing them
+# again as custom headers is refused by some services and duplicated by others.
+API_OWNED_HEADERS = frozenset(
+    {
+        "to",
+        "from",
+        "subject",
+        "reply-to",
+        "cc",
+        "bcc",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "sender",
+        "return-path",
+    }
+)
+
+# The custom field that carries the delivery key, so webhooks can map events back.
+KEY_FIELD = "brief_key"
+
+_DETAIL_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    """One provider's endpoint settings, read once from its brief.toml table."""
+
+    name: str
+    base_url: str
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failure that applies to every message of one request."""
+
+    reason: str
+    transient: bool
+    suppress: bool = False
+
+    def result(self, key: str) -> Result:
+        """This failure as the Result of one message."""
+        return Result.failed(key, self.reason, transient=self.transient, suppress=self.suppress)
+
+    def results(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+        """This failure as the Result of each message, in order."""
+        return [self.result(m.key) for m in messages]
+
+
+def api_config(settings: Settings, name: str, base_url: str | None = None) -> ApiConfig:
+    """The base URL (without a trailing slash) and timeout of provider ``name``."""
+    table = settings.provider.table(name)
+    url = (base_url if base_url is not None else str(table.get("base_url", ""))).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ProviderError(f"{name}: provider.{name}.base_url must be an http(s) URL, got {url!r}")
+    timeout = float(table.get("timeout", 30))
+    if timeout <= 0:
+        raise ProviderError(f"{name}: provider.{name}.timeout must be more than zero seconds")
+    return ApiConfig(name, url, timeout)
+
+
+def require_secret(settings: Settings, env_name: str, provider: str) -> str:
+    """A credential from the environment, or a ProviderError naming the variable."""
+    value = settings.secret(env_name)
+    if not value:
+        raise ProviderError(
+            f"{provider}: set the environment variable {env_name} "
+            f"(the {provider} API key is never read from brief.toml)"
+        )
+    return value
+
+
+def make_session() -> requests.Session:
+    """A session with Brief's User-Agent and JSON accepted; one per provider instance."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+def post(
+    session: requests.Session, url: str, *, timeout: float, **kwargs: Any
+) -> requests.Response | Failure:
+    """POST with a timeout always set; a timeout or refused connection becomes a Failure.
+
+    A read timeout is reported transient, but the service may have accepted the
+    request before the answer was lost; the reason says so for the ledger's reader.
+    """
+    try:
+        return session.post(url, timeout=timeout, **kwargs)
+    except requests.Timeout as exc:
+        connect = isinstance(exc, requests.ConnectTimeout)
+        what = "connecting" if connect else "waiting for the answer (it may have been accepted)"
+        return Failure(f"timeout after {timeout:g}s {what}", transient=True)
+    except requests.ConnectionError as exc:
+        return Failure(f"connection failed: {type(exc).__name__}", transient=True)
+
+
+def body_json(response: requests.Response) -> Any:
+    """The response body as JSON, or None when it is not JSON."""
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def detail(response: requests.Response, text: str | None = None) -> str:
+    """A short, single-line description of a failed response for the ledger."""
+    body = text if text is not None else response.text
+    body = " ".join((body or "").split())
+    if len(body) > _DETAIL_LIMIT:
+        body = body[:_DETAIL_LIMIT] + "…"
+    return f"HTTP {response.status_code}" + (f": {body}" if body else "")
+
+
+def is_transient_status(status: int) -> bool:
+    """429 (rate limited), 408 and every 5xx are worth retrying; other 4xx are not."""
+    return status in (408, 429) or status >= 500
+
+
+def status_failure(response: requests.Response, text: str | None = None) -> Failure:
+    """The generic mapping of a non-success HTTP status, used after each API's own codes.
+
+    429 reads "rate limited: …" so the send loop lowers its rate for a while.
+    """
+    what = detail(response, text)
+    if response.status_code == 429:
+        return Failure(f"rate limited: {what}", transient=True)
+    return Failure(what, transient=is_transient_status(response.status_code))
+
+
+def refuse_credentials(
+    provider: str, env_name: str, response: requests.Response, text: str | None = None
+) -> ProviderError:
+    """The error for a refused API key: names the variable, never shows the key."""
+    return ProviderError(
+        f"{provider}: the credentials in {env_name} were refused ({detail(response, text)})"
+    )
+
+
+def custom_headers(*sources: Mapping[str, str]) -> dict[str, str]:
+    """Merge header mappings, leaving out those the API sets from its own fields."""
+    merged: dict[str, str] = {}
+    for source in sources:
+        for name, value in source.items():
+            if name.lower() not in API_OWNED_HEADERS:
+                merged[name] = value
+    return merged
+
+
+def to_field(message: OutgoingMessage) -> str:
+    """The recipient as ``Name <address>``, as the message's own To header has it."""
+    to = message.headers.get("To")
+    if to:
+        return to
+    from email.utils import formataddr
+
+    return formataddr((message.to_name or "", message.to_address))
+
+
+def from_field(message: OutgoingMessage) -> str:
+    """The sender as ``Name <address>``."""
+    from email.utils import formataddr
+
+    c = message.content
+    return formataddr((c.from_name, c.from_address)) if c.from_name else c.from_address
+
+
+def placeholders() -> Mapping[str, str]:
+    """Placeholder name -> marker in the rendered html/text (the render contract)."""
+    try:
+        from ..render import PLACEHOLDERS
+    except ImportError:  # render lands separately; message keeps an equal copy
+        from ..message import PLACEHOLDERS
+    return PLACEHOLDERS
+
+
+def retarget(template: str, markers: Mapping[str, str]) -> str:
+    """Replace each render marker in ``template`` by the provider's own token for it."""
+    for marker, token in markers.items():
+        template = template.replace(marker, token)
+    return template
+
+
+def html_value(value: str) -> str:
+    """A value as it goes into HTML: escaped, as MessageFactory does for its html part."""
+    return html.escape(value, quote=True)
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, for form fields that carry JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+class HttpProvider:
+    """The lifecycle every HTTP API provider shares: settings, one session, open/close.
+
+    Subclasses set ``name``, ``max_batch``, ``idempotent`` and implement ``_push``.
+    Credentials are checked when the provider is built, so a missing variable is
+    reported before any recipient is touched.
+    """
+
+    name = "http"
+    max_batch = 1
+    idempotent = False
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.api = api_config(settings, self.name, self._base_url(settings))
+        self.session: requests.Session | None = None
+
+    def _base_url(self, settings: Settings) -> str | None:
+        """The base URL when it is not simply the table's ``base_url`` (SES by region)."""
+        return None
+
+    def _prepare(self, session: requests.Session) -> None:
+        """Add the provider's authentication to a new session."""
+
+    def open(self) -> None:
+        """Create the session (one per provider instance, so one per worker)."""
+        if self.session is None:
+            self.session = make_session()
+            self._prepare(self.session)
+
+    def close(self) -> None:
+        """Close the session; safe to call twice."""
+        if self.session is not None:
+            self.session.close()
+            self.session = None
+
+    def push(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+        """Hand over at most ``max_batch`` messages; one Result per message, in order."""
+        batch = list(messages)
+        if not batch:
+            return []
+        if len(batch) > self.max_batch:
+            raise ProviderError(
+                f"{self.name}: {len(batch)} messages in one push; "
+                f"the API takes at most {self.max_batch}"
+            )
+        self.open()
+        results = self._push(batch)
+        if len(results) != len(batch):  # a bug here would silently lose recipients
+            raise ProviderError(f"{self.name}: {len(results)} results for {len(batch)} messages")
+        return results
+
+    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+        raise NotImplementedError
+
+    def _post(self, path: str, **kwargs: Any) -> requests.Response | Failure:
+        assert self.session is not None
+        return post(self.session, self.api.base_url + path, timeout=self.api.timeout, **kwargs)

@@ -1,0 +1,274 @@
+"""Amazon SES through its v2 API: one signed ``SendEmail`` with raw MIME per message.
+
+Follows the Amazon SES API v2 Reference, "SendEmail" (``POST
+/v2/email/outbound-emails`` with ``Content.Raw.Data`` base64, ``Destination``,
+``ConfigurationSetName``; errors AccountSuspendedException, BadRequestException,
+LimitExceededException, MailFromDomainNotVerifiedException, MessageRejected,
+NotFoundException, SendingPausedException, TooManyRequestsException) and the
+AWS General Reference, "Signature Version 4 signing process" (checked against
+the published SigV4 test suite). No boto3: the request is signed here with
+hashlib and hmac. SES may also be used through its SMTP interface with the
+``smtp`` provider (see docs/providers.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+
+import requests
+
+from ..errors import ProviderError
+from .base import OutgoingMessage, Result
+from .http import (
+    Failure,
+    HttpProvider,
+    body_json,
+    detail,
+    is_transient_status,
+    post,
+    require_secret,
+)
+
+ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
+SECRET_KEY_ENV = "AWS_SECRET_ACCESS_KEY"
+SESSION_TOKEN_ENV = "AWS_SESSION_TOKEN"
+SERVICE = "ses"
+PATH = "/v2/email/outbound-emails"
+
+THROTTLED = frozenset({"TooManyRequestsException", "Throttling", "ThrottlingException"})
+# The account, sender or configuration cannot send at all: stop the campaign.
+ACCOUNT = frozenset(
+    {
+        "AccountSuspendedException",
+        "SendingPausedException",
+        "MailFromDomainNotVerifiedException",
+        "NotFoundException",
+        "LimitExceededException",
+    }
+)
+CREDENTIALS = frozenset(
+    {
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+        "AccessDeniedException",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "InvalidClientTokenId",
+    }
+)
+PERMANENT = frozenset({"MessageRejected", "BadRequestException"})
+
+
+# -- Signature Version 4 --------------------------------------------------------
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).digest()
+
+
+def _uri_encode(text: str) -> str:
+    return quote(text, safe="-_.~")
+
+
+def canonical_request(
+    method: str, url: str, headers: Mapping[str, str], body: bytes
+) -> tuple[str, str]:
+    """The SigV4 canonical request and its signed-header list, for ``headers`` as sent."""
+    parts = urlsplit(url)
+    path = "/".join(_uri_encode(seg) for seg in (parts.path or "/").split("/"))
+    query = "&".join(
+        f"{k}={v}"
+        for k, v in sorted(
+            (_uri_encode(k), _uri_encode(v))
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        )
+    )
+    canon = sorted((k.lower().strip(), " ".join(str(v).split())) for k, v in headers.items())
+    signed = ";".join(k for k, _ in canon)
+    lines = [
+        method.upper(),
+        path or "/",
+        query,
+        "".join(f"{k}:{v}\n" for k, v in canon),
+        signed,
+        _sha256(body),
+    ]
+    return "\n".join(lines), signed
+
+
+def sign_v4(
+    method: str,
+    url: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    access_key: str,
+    secret_key: str,
+    region: str,
+    service: str,
+    when: datetime,
+    session_token: str | None = None,
+) -> dict[str, str]:
+    """The headers that sign a request: X-Amz-Date, Authorization (and the session token).
+
+    ``headers`` are the request's other headers to sign; Host is taken from the URL.
+    """
+    if when.tzinfo is None:
+        raise ValueError("sign_v4 needs a zone-aware time")
+    when = when.astimezone(UTC)
+    amz_date = when.strftime("%Y%m%dT%H%M%SZ")
+    day = amz_date[:8]
+    added = {"X-Amz-Date": amz_date}
+    if session_token:
+        added["X-Amz-Security-Token"] = session_token
+    to_sign = {"Host": urlsplit(url).netloc, **headers, **added}
+    request, signed = canonical_request(method, url, to_sign, body)
+    scope = f"{day}/{region}/{service}/aws4_request"
+    string_to_sign = "\n".join(
+        ["AWS4-HMAC-SHA256", amz_date, scope, _sha256(request.encode("utf-8"))]
+    )
+    key = _hmac(("AWS4" + secret_key).encode("utf-8"), day)
+    for part in (region, service, "aws4_request"):
+        key = _hmac(key, part)
+    signature = hmac.new(key, string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    added["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={access_key}/{scope}, "
+        f"SignedHeaders={signed}, Signature={signature}"
+    )
+    return added
+
+
+# -- the provider -----------------------------------------------------------------
+
+
+class SesProvider(HttpProvider):
+    """SES v2 SendEmail with raw content, one signed request per message."""
+
+    name = "ses"
+    # SES has no multi-recipient raw send; a push is a run of single calls kept short
+    # so a stop request or a crash loses little.
+    max_batch = 50
+    idempotent = False
+
+    def __init__(self, settings, clock: Callable[[], datetime] | None = None):
+        table = settings.provider.table("ses")
+        self.region = str(table.get("region") or "us-east-1")
+        super().__init__(settings)
+        self.configuration_set = str(table.get("configuration_set") or "")
+        self._access_key = require_secret(settings, ACCESS_KEY_ENV, self.name)
+        self._secret_key = require_secret(settings, SECRET_KEY_ENV, self.name)
+        self._session_token = settings.secret(SESSION_TOKEN_ENV) or None
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def _base_url(self, settings) -> str:
+        base = str(settings.provider.table("ses").get("base_url") or "")
+        return base or f"https://email.{self.region}.amazonaws.com"
+
+    def request_body(self, m: OutgoingMessage) -> bytes:
+        """The SendEmail JSON for one message."""
+        body: dict[str, Any] = {
+            "Content": {"Raw": {"Data": base64.b64encode(m.raw).decode("ascii")}},
+            "Destination": {"ToAddresses": [m.to_address]},
+        }
+        if self.configuration_set:
+            body["ConfigurationSetName"] = self.configuration_set
+        return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+    def _send(self, m: OutgoingMessage) -> requests.Response | Failure:
+        assert self.session is not None
+        url = self.api.base_url + PATH
+        body = self.request_body(m)
+        headers = {"Content-Type": "application/json"}
+        headers.update(
+            sign_v4(
+                "POST",
+                url,
+                headers,
+                body,
+                access_key=self._access_key,
+                secret_key=self._secret_key,
+                region=self.region,
+                service=SERVICE,
+                when=self._clock(),
+                session_token=self._session_token,
+            )
+        )
+        return post(self.session, url, timeout=self.api.timeout, data=body, headers=headers)
+
+    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+        results: list[Result] = []
+        for i, m in enumerate(batch):
+            answer = self._send(m)
+            if isinstance(answer, Failure):
+                # The endpoint is not answering: do not wait out a timeout per message.
+                results.append(answer.result(m.key))
+                return results + _not_sent(batch[i + 1 :], "an earlier request failed")
+            if answer.status_code == 200:
+                data = body_json(answer)
+                mid = str(data.get("MessageId") or "") if isinstance(data, dict) else ""
+                results.append(Result.accepted(m.key, mid or None))
+                continue
+            code, text = error_code(answer)
+            what = f"{code or 'HTTP error'}: {text}" if text else (code or detail(answer))
+            if code in CREDENTIALS or answer.status_code in (401, 403):
+                if not results:
+                    raise ProviderError(
+                        f"ses: the credentials in {ACCESS_KEY_ENV}/"
+                        f"{SECRET_KEY_ENV} were refused ({what})"
+                    )
+                return results + _not_sent(batch[i:], f"credentials refused: {what}")
+            if code in ACCOUNT:
+                if not results:
+                    raise ProviderError(f"ses: the account cannot send ({what})")
+                return results + _not_sent(batch[i:], f"account cannot send: {what}")
+            if code in THROTTLED or answer.status_code == 429:
+                # Slow down now: the rest of this push waits for the next round.
+                results.append(Result.failed(m.key, f"rate limited: {what}", transient=True))
+                return results + [
+                    Result.failed(r.key, f"rate limited: held back after {what}", transient=True)
+                    for r in batch[i + 1 :]
+                ]
+            if code in PERMANENT:
+                results.append(Result.failed(m.key, what, transient=False))
+                continue
+            results.append(
+                Result.failed(
+                    m.key,
+                    f"HTTP {answer.status_code}: {what}",
+                    transient=is_transient_status(answer.status_code),
+                )
+            )
+        return results
+
+
+def error_code(answer: requests.Response) -> tuple[str, str]:
+    """The SES error type and message, from ``x-amzn-ErrorType`` or the JSON body."""
+    data = body_json(answer)
+    data = data if isinstance(data, dict) else {}
+    raw = (
+        answer.headers.get("x-amzn-ErrorType")
+        or data.get("__type")
+        or data.get("code")
+        or data.get("Code")
+        or ""
+    )
+    code = str(raw).split(":", 1)[0].rsplit("#", 1)[-1].strip()
+    text = str(data.get("message") or data.get("Message") or "")
+    return code, " ".join(text.split())[:300]
+
+
+def _not_sent(rest: list[OutgoingMessage], why: str) -> list[Result]:
+    return [Result.failed(m.key, f"not sent: {why}", transient=True) for m in rest]
