@@ -129,7 +129,8 @@ def holder_of(engine: Engine, name: str) -> tuple[str, datetime] | None:
 
 
 class Heartbeat:
-    """Renews a held lock every ``interval`` on a thread; sets ``lost`` if it cannot."""
+    """Renews a held lock every ``interval`` on a thread; sets ``lost`` (and calls
+    ``on_lost``) when the lock turns out to be someone else's."""
 
     def __init__(
         self,
@@ -139,11 +140,13 @@ class Heartbeat:
         ttl: timedelta,
         clock: Callable[[], datetime],
         interval: float | None = None,
+        on_lost: Callable[[], None] | None = None,
     ):
         self.engine, self.name, self.holder, self.ttl = engine, name, holder, ttl
         self.clock = clock
         self.interval = interval if interval is not None else ttl.total_seconds() / 3
         self.lost = threading.Event()
+        self.on_lost = on_lost
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="brief-heartbeat", daemon=True)
 
@@ -171,4 +174,6 @@ class Heartbeat:
             if not ok:
                 log.error("lock=%s holder=%s event=lock_lost", self.name, self.holder)
                 self.lost.set()
+                if self.on_lost is not None:
+                    self.on_lost()
                 return
