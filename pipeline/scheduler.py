@@ -199,8 +199,11 @@ def _at_slot(
 # Reading the state
 
 
-def read_state(engine: Engine, library: Library, slots: Iterable[datetime]) -> LedgerState:
-    """Slot events of ``slots`` and the ledger's view of the issues that claim them."""
+def read_state(
+    engine: Engine, library: Library, slots: Iterable[datetime], list_name: str
+) -> LedgerState:
+    """Slot events of ``slots`` and the ledger's view (campaigns to ``list_name``) of the
+    issues that claim them."""
     days = sorted({s.date() for s in slots})
     events: dict[date, set[str]] = {}
     with engine.connect() as conn:
@@ -214,7 +217,7 @@ def read_state(engine: Engine, library: Library, slots: Iterable[datetime]) -> L
     for issue in library.issues:
         if issue.date not in days or issue.status == "sent":
             continue
-        progress = _campaign_progress(engine, issue)
+        progress = _campaign_progress(engine, issue, list_name)
         if progress == "sent":
             sent.add(issue.number)
         elif progress is not None:
@@ -222,12 +225,32 @@ def read_state(engine: Engine, library: Library, slots: Iterable[datetime]) -> L
     return LedgerState({d: frozenset(k) for d, k in events.items()}, frozenset(sent), held)
 
 
-def _campaign_progress(engine: Engine, issue: Issue) -> str | None:
-    """'sent' when the ledger shows the campaign finished, a reason when it is paused by
-    the guard, None when it has not started or can simply resume."""
-    from .send import campaign_state
+def _campaign_progress(engine: Engine, issue: Issue, list_name: str) -> str | None:
+    """'sent' when the ledger shows the campaign finished, the pause reason when the
+    guard paused it, None when it has not started or can simply resume."""
+    with engine.connect() as conn:
+        row = conn.execute(
+            sa.select(_campaigns.c.state, _campaigns.c.pause_reason).where(
+                _campaigns.c.issue_number == issue.number, _campaigns.c.list_name == list_name
+            )
+        ).first()
+    if row is None:
+        return None
+    if row.state == "sent":
+        return "sent"
+    if row.state == "paused" and row.pause_reason:
+        return row.pause_reason
+    return None
 
-    return campaign_state(engine, issue.number)
+
+# The columns of the send ledger (migration 0002) the decisions read.
+_campaigns = sa.table(
+    "campaigns",
+    sa.column("issue_number", sa.Integer),
+    sa.column("list_name", sa.String),
+    sa.column("state", sa.String),
+    sa.column("pause_reason", sa.String),
+)
 
 
 # ---------------------------------------------------------------------------
@@ -379,7 +402,9 @@ def tick(
     outcomes: list[Outcome] = []
     for _ in range(3):
         library = load_library()
-        state = read_state(engine, library, relevant_slots(settings, now))
+        state = read_state(
+            engine, library, relevant_slots(settings, now), settings.newsletter.default_list
+        )
         todo = [
             a
             for a in due_actions(settings, library, state, now)
