@@ -90,3 +90,69 @@ def published_library(published: Path, published_settings):
     from pipeline.content import load_library
 
     return load_library(published, partial(is_slot_date, published_settings.schedule))
+
+
+# -- the public app, in-process ------------------------------------------------------------
+
+WEBHOOK_ENV = {
+    "BRIEF_POSTMARK_WEBHOOK_USER": "postmark-hook",
+    "BRIEF_POSTMARK_WEBHOOK_PASSWORD": "pm-9f3c2a71e0",
+    "BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY": "key-mg-5d1c8e2b7a",
+    # whsec_ + base64("resend-test-secret-32-bytes-long!")
+    "BRIEF_RESEND_WEBHOOK_SECRET": "whsec_cmVzZW5kLXRlc3Qtc2VjcmV0LTMyLWJ5dGVzLWxvbmch",
+}
+
+
+@pytest.fixture
+def sendgrid_key():
+    """A P-256 key pair standing in for SendGrid's; the public half goes in the env."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture
+def web_env(sendgrid_key) -> dict[str, str]:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    der = sendgrid_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return {**WEBHOOK_ENV, "BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY": base64.b64encode(der).decode()}
+
+
+@pytest.fixture
+def web_settings(published: Path, web_env):
+    from pipeline.config import load_settings
+
+    return load_settings(published / "brief.toml", env=web_env)
+
+
+@pytest.fixture
+def web_engine(web_settings):
+    from pipeline.store import open_store
+
+    engine = open_store(web_settings.database.url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def client_for(web_engine):
+    """Build a TestClient over create_app(settings, engine=...) with extra keyword args."""
+    from starlette.testclient import TestClient
+
+    from pipeline.web.public import create_app
+
+    def make(settings, **kwargs):
+        app = create_app(settings, engine=web_engine, **kwargs)
+        return TestClient(app, base_url=settings.newsletter.base_url)
+
+    return make
+
+
+@pytest.fixture
+def client(client_for, web_settings):
+    return client_for(web_settings)

@@ -1,0 +1,531 @@
+"""The public app (`brief serve`): subscribe, confirm, unsubscribe, preferences, webhooks,
+and the web archive from ``pipeline.site``.
+
+Pages are plain HTML forms from ``templates/web`` (no JavaScript, no cookies). Tokens
+travel only in paths and are never logged; every bad or tampered token gets the same
+plain 404 page. Store and mail calls are synchronous, so they run in the thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from ..config import Settings
+from ..content import Library
+from ..errors import BriefError, NotFound, StoreError, TokenError
+from ..site import archive, issue_path, pages, render_template, web_environment
+from ..webhooks import mailgun, postmark, resend, sendgrid, ses
+from ..webhooks.common import BadPayload, Unverified
+from ..webhooks.events import apply_events
+from .ratelimit import allow
+from .security import BodyLimit, SecurityHeaders, origin_of, same_origin
+
+log = logging.getLogger("brief.web")
+
+WEBHOOKS: dict[str, Callable[..., Any]] = {
+    "postmark": postmark.verify,
+    "sendgrid": sendgrid.verify,
+    "mailgun": mailgun.verify,
+    "resend": resend.verify,
+}
+NO_STORE = {"cache-control": "no-store"}
+
+
+def mask(email: str) -> str:
+    """``a…@example.com``: enough for the owner to recognise, little for anyone else."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+@dataclass
+class _State:
+    """What one app instance keeps: settings, the store, clocks and caches (no globals)."""
+
+    settings: Settings
+    engine: Engine
+    now: Callable[[], datetime]
+    sns: ses.SnsTrust
+    load_library: Callable[[], Library]
+    _library: Library | None = None
+    _stamp: tuple = field(default_factory=tuple)
+
+    def library(self) -> Library:
+        """The content, reloaded when any content file changed (editors deploy by git pull)."""
+        root = self.settings.root
+        stamp = tuple(
+            (str(p), p.stat().st_mtime_ns)
+            for folder in ("glossary", "museum", "issues")
+            for p in sorted((root / folder).glob("*.md"))
+        )
+        if self._library is None or stamp != self._stamp:
+            self._library, self._stamp = self.load_library(), stamp
+        return self._library
+
+
+def _default_loader(settings: Settings) -> Callable[[], Library]:
+    from ..calendar import is_slot_date
+    from ..content import load_library
+
+    return lambda: load_library(settings.root, partial(is_slot_date, settings.schedule))
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    load_library: Callable[[], Library] | None = None,
+    now: Callable[[], datetime] | None = None,
+    sns_trust: ses.SnsTrust | None = None,
+) -> Starlette:
+    """Build the public ASGI app.
+
+    ``sns_trust`` widens where SNS certificates may come from; only tests pass it
+    (a loopback server), never settings, so production always insists on AWS.
+    """
+    if engine is None:
+        from ..store import open_store
+
+        engine = open_store(settings.database.url)
+    state = _State(
+        settings=settings,
+        engine=engine,
+        now=now or (lambda: datetime.now(UTC)),
+        sns=sns_trust or ses.SnsTrust(),
+        load_library=load_library or _default_loader(settings),
+    )
+    env = web_environment(settings)
+    base_origin = origin_of(settings.newsletter.base_url)
+
+    def page(name: str, status: int = 200, headers: dict | None = None, **values) -> HTMLResponse:
+        html = render_template(env, name, **values)
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def message(title: str, *paragraphs: str, status: int = 200) -> HTMLResponse:
+        return page("web/message.html.j2", status, NO_STORE, title=title, paragraphs=paragraphs)
+
+    def not_found() -> HTMLResponse:
+        return message(
+            "Page not found",
+            "This link is not valid. It may be mistyped, or it may belong to an old email.",
+            status=404,
+        )
+
+    def forbidden() -> HTMLResponse:
+        return message("Not allowed", "This form can only be sent from our own pages.", status=403)
+
+    async def form(request: Request) -> dict[str, list[str]]:
+        data = await request.form(max_files=0, max_fields=50)
+        out: dict[str, list[str]] = {}
+        for key, value in data.multi_items():
+            if isinstance(value, str):
+                out.setdefault(key, []).append(value)
+        return out
+
+    def first(data: dict[str, list[str]], key: str) -> str:
+        return (data.get(key) or [""])[0].strip()
+
+    async def list_names() -> list[str]:
+        from ..store import lists
+
+        found = [info.name for info in await run_in_threadpool(lists, engine)]
+        default = settings.newsletter.default_list
+        return found if default in found else [default, *found]
+
+    # -- mail -------------------------------------------------------------------------
+
+    def send_confirmation(email: str, name: str | None, list_name: str, token: str) -> None:
+        values = {
+            "name": name or "",
+            "list_name": list_name,
+            "confirm_url": f"{settings.newsletter.base_url}/confirm/{token}",
+        }
+        _send(
+            f"Confirm your subscription to {settings.newsletter.name}",
+            "confirm",
+            email,
+            name,
+            values,
+        )
+
+    def send_welcome(email: str, name: str | None, list_name: str) -> None:
+        from ..store import show
+
+        detail = show(engine, email)
+        unsub = next(m.unsubscribe_token for m in detail.memberships if m.list_name == list_name)
+        latest = None
+        try:
+            arc = archive(state.library())
+            if arc.issues:
+                issue = arc.issues[0]
+                url = f"{settings.newsletter.base_url}{issue_path(issue)}"
+                latest = {"subject": issue.subject, "url": url}
+        except BriefError:  # broken content must not cost a new subscriber the welcome
+            latest = None
+        values = {
+            "name": name or "",
+            "list_name": list_name,
+            "latest": latest,
+            "unsubscribe_url": f"{settings.newsletter.base_url}/unsubscribe/{unsub}",
+        }
+        _send(f"Welcome to {settings.newsletter.name}", "welcome", email, name, values)
+
+    def _send(subject: str, template: str, email: str, name: str | None, values: dict) -> None:
+        from ..send import send_one
+
+        text = render_template(env, f"email/{template}.txt.j2", **values)
+        html = render_template(env, f"email/{template}.html.j2", **values)
+        result = send_one(settings, email, name, subject, html, text)
+        if not result.ok:
+            # No address and no token in the log: only what failed and why.
+            log.warning("%s email not sent: %s", template, result.reason)
+
+    # -- subscribe ----------------------------------------------------------------------
+
+    async def subscribe_form(request: Request) -> Response:
+        return page("web/subscribe.html.j2", title="Subscribe", error="", lists=await list_names())
+
+    async def subscribe(request: Request) -> Response:
+        if not same_origin(request, {base_origin}):
+            return forbidden()
+        data = await form(request)
+        done = message(
+            "Check your inbox",
+            "If that address can receive our newsletter, a confirmation email is on its way. "
+            "Open the link in it to start your subscription.",
+        )
+        if first(data, "website"):
+            return done  # the honeypot: a bot, answered like a person, and nothing happens
+        raw_email, name = first(data, "email"), first(data, "name") or None
+        list_name = first(data, "list") or settings.newsletter.default_list
+        lists = await list_names()
+
+        def again(error: str) -> HTMLResponse:
+            return page("web/subscribe.html.j2", 400, title="Subscribe", error=error, lists=lists)
+
+        if not raw_email:
+            return again("Please enter your email address.")
+        if list_name not in lists:
+            return again("Please choose one of the lists shown.")
+        from ..store import add_subscriber, normalise_email
+
+        try:
+            email = normalise_email(raw_email)
+        except StoreError:
+            return again("That does not look like an email address. Please check it.")
+        web = settings.web
+        when = state.now()
+        ip = request.client.host if request.client else "unknown"
+        if not await run_in_threadpool(
+            allow, engine, "ip", ip, web.subscribe_per_ip_per_hour, when
+        ):
+            return message(
+                "Too many attempts",
+                "Too many subscriptions from your network in the last hour. "
+                "Please try again later.",
+                status=429,
+            )
+        if not await run_in_threadpool(
+            allow, engine, "address", email, web.subscribe_per_address_per_hour, when
+        ):
+            return done  # list bombing: the same answer, and no more mail to that inbox
+        try:
+            result = await run_in_threadpool(
+                partial(
+                    add_subscriber,
+                    engine,
+                    email,
+                    name,
+                    list_name=list_name,
+                    confirmed=False,
+                    source="web:subscribe",
+                )
+            )
+        except NotFound:
+            return again("Please choose one of the lists shown.")
+        except StoreError:
+            return done  # suppressed after a bounce or complaint: no enumeration either way
+        if result.needs_confirmation and result.confirm_token:
+            await run_in_threadpool(send_confirmation, email, name, list_name, result.confirm_token)
+        return done
+
+    # -- confirm --------------------------------------------------------------------------
+
+    async def confirm_page(request: Request) -> Response:
+        from ..store import resolve
+
+        token = request.path_params["token"]
+        try:
+            target = await run_in_threadpool(resolve, engine, token, "confirm")
+        except TokenError:
+            return not_found()
+        if target.stale:
+            return message(
+                "This link is out of date",
+                "Please use the link in the newest confirmation email, or subscribe again.",
+                status=404,
+            )
+        if target.status == "confirmed":
+            return message(
+                "You're subscribed",
+                "This address is already confirmed. The next issue comes on a Wednesday morning.",
+            )
+        return page(
+            "web/confirm.html.j2",
+            headers=NO_STORE,
+            title="Confirm",
+            masked=mask(target.email),
+            list_name=target.list_name,
+        )
+
+    async def confirm(request: Request) -> Response:
+        from ..store import confirm as store_confirm
+        from ..store import resolve
+
+        token = request.path_params["token"]
+        try:
+            before = await run_in_threadpool(resolve, engine, token, "confirm")
+            target = await run_in_threadpool(store_confirm, engine, token, "web:confirm")
+        except TokenError:
+            return not_found()
+        if before.status != "confirmed" and settings.web.welcome_email:
+            await run_in_threadpool(
+                send_welcome,
+                target.email,
+                target.name,
+                target.list_name or settings.newsletter.default_list,
+            )
+        return message(
+            "You're subscribed",
+            f"Thank you. {settings.newsletter.name} comes every other Wednesday.",
+        )
+
+    # -- unsubscribe ------------------------------------------------------------------------
+
+    async def unsubscribe_page(request: Request) -> Response:
+        from ..store import resolve
+
+        try:
+            target = await run_in_threadpool(
+                resolve, engine, request.path_params["token"], "unsubscribe"
+            )
+        except TokenError:
+            return not_found()
+        return page(
+            "web/unsubscribe.html.j2",
+            headers=NO_STORE,
+            title="Unsubscribe",
+            masked=mask(target.email),
+            list_name=target.list_name,
+            stale=target.stale,
+        )
+
+    async def unsubscribe(request: Request) -> Response:
+        """RFC 8058 one-click: the POST body ``List-Unsubscribe=One-Click`` is the consent."""
+        from ..store import resolve
+        from ..store import unsubscribe as store_unsubscribe
+
+        token = request.path_params["token"]
+        data = await form(request)
+        try:
+            target = await run_in_threadpool(resolve, engine, token, "unsubscribe")
+        except TokenError:
+            return not_found()
+        if first(data, "List-Unsubscribe") != "One-Click":
+            return message("Unsubscribe", "Please use the Unsubscribe button.", status=400)
+        stale_ok = first(data, "confirm_stale") == "yes"
+        if target.stale and not stale_ok:
+            # The person subscribed again after this email: ask instead of acting.
+            return page(
+                "web/unsubscribe.html.j2",
+                409,
+                NO_STORE,
+                title="Unsubscribe",
+                masked=mask(target.email),
+                list_name=target.list_name,
+                stale=True,
+            )
+        await run_in_threadpool(
+            partial(
+                store_unsubscribe, engine, token, source="web:unsubscribe", accept_stale=stale_ok
+            )
+        )
+        return message(
+            "You're unsubscribed",
+            "You will get no more issues from this list. "
+            "Sorry to see you go, and thank you for reading.",
+        )
+
+    # -- preferences ------------------------------------------------------------------------
+
+    async def preferences_state(token: str) -> tuple[Any, list[dict]]:
+        from ..store import lists, resolve, show
+
+        target = await run_in_threadpool(resolve, engine, token, "preferences")
+        detail = await run_in_threadpool(show, engine, target.email)
+        status = {m.list_name: m.status for m in detail.memberships}
+        choices = [
+            {"name": info.name, "description": info.description, "status": status.get(info.name)}
+            for info in await run_in_threadpool(lists, engine)
+        ]
+        return target, choices
+
+    async def preferences_page(request: Request) -> Response:
+        try:
+            target, choices = await preferences_state(request.path_params["token"])
+        except (TokenError, NotFound):
+            return not_found()
+        return page(
+            "web/preferences.html.j2",
+            headers=NO_STORE,
+            title="Preferences",
+            masked=mask(target.email),
+            choices=choices,
+            saved=False,
+        )
+
+    async def preferences(request: Request) -> Response:
+        from ..store import add_subscriber
+        from ..store import unsubscribe as store_unsubscribe
+
+        if not same_origin(request, {base_origin}):
+            return forbidden()
+        token = request.path_params["token"]
+        data = await form(request)
+        try:
+            target, choices = await preferences_state(token)
+        except (TokenError, NotFound):
+            return not_found()
+        wanted = set(data.get("list", []))
+        for choice in choices:
+            active = choice["status"] in ("pending", "confirmed")
+            name = choice["name"]
+            if name in wanted and not active:
+                try:
+                    result = await run_in_threadpool(
+                        partial(
+                            add_subscriber,
+                            engine,
+                            target.email,
+                            None,
+                            list_name=name,
+                            source="web:preferences",
+                        )
+                    )
+                except StoreError:
+                    continue  # suppressed for a bounce or complaint: nothing to offer
+                if result.needs_confirmation and result.confirm_token:
+                    await run_in_threadpool(
+                        send_confirmation, target.email, target.name, name, result.confirm_token
+                    )
+            elif name not in wanted and active:
+                await run_in_threadpool(
+                    partial(
+                        store_unsubscribe,
+                        engine,
+                        target.email,
+                        list_name=name,
+                        source="web:preferences",
+                    )
+                )
+        target, choices = await preferences_state(token)
+        return page(
+            "web/preferences.html.j2",
+            headers=NO_STORE,
+            title="Preferences",
+            masked=mask(target.email),
+            choices=choices,
+            saved=True,
+        )
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    async def webhook(request: Request) -> Response:
+        provider = request.path_params["provider"]
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        when = state.now()
+        try:
+            if provider == "ses":
+                outcome = await run_in_threadpool(
+                    ses.verify, settings, headers, body, when, state.sns
+                )
+                events = outcome.events
+            elif provider in WEBHOOKS:
+                events = await run_in_threadpool(WEBHOOKS[provider], settings, headers, body, when)
+            else:
+                return JSONResponse({"error": "unknown provider"}, status_code=404)
+        except Unverified:
+            return JSONResponse({"error": "unverified"}, status_code=401)
+        except BadPayload as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        tally = await run_in_threadpool(apply_events, engine, events)
+        return JSONResponse(
+            {"applied": tally.applied, "duplicates": tally.duplicates, "skipped": tally.skipped}
+        )
+
+    # -- archive ----------------------------------------------------------------------------
+
+    async def archive_page(request: Request) -> Response:
+        path = request.url.path
+        try:
+            site = await run_in_threadpool(lambda: pages(state.library(), settings))
+        except BriefError:
+            log.exception("the archive cannot be built from the content")
+            return message("Back soon", "The archive is being updated.", status=503)
+        if path not in site:
+            if not path.endswith("/") and f"{path}/" in site:
+                return RedirectResponse(f"{path}/", status_code=301)
+            return not_found()
+        found = site[path]
+        body = await run_in_threadpool(found.render)
+        return Response(
+            body,
+            media_type=found.content_type.split(";")[0],
+            headers={"cache-control": "public, max-age=300"},
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 500)
+        if status == 404:
+            return not_found()
+        if status == 405:
+            return message("Not allowed", "That does not work here.", status=405)
+        return message("Something went wrong", "Please try again later.", status=status)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        log.error("internal error: %s", type(exc).__name__)
+        return message("Something went wrong", "Please try again later.", status=500)
+
+    routes = [
+        Route("/subscribe", subscribe_form, methods=["GET"]),
+        Route("/subscribe", subscribe, methods=["POST"]),
+        Route("/confirm/{token}", confirm_page, methods=["GET"]),
+        Route("/confirm/{token}", confirm, methods=["POST"]),
+        Route("/unsubscribe/{token}", unsubscribe_page, methods=["GET"]),
+        Route("/unsubscribe/{token}", unsubscribe, methods=["POST"]),
+        Route("/preferences/{token}", preferences_page, methods=["GET"]),
+        Route("/preferences/{token}", preferences, methods=["POST"]),
+        Route("/webhooks/{provider}", webhook, methods=["POST"]),
+        Route("/{path:path}", archive_page, methods=["GET", "HEAD"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.add_middleware(BodyLimit, max_bytes=settings.web.max_body_bytes)
+    app.add_middleware(SecurityHeaders, form_origins=[base_origin])
+    app.state.brief = state
+    return app

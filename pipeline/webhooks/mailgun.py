@@ -1,0 +1,60 @@
+"""Mailgun event webhooks: HMAC-SHA256 of timestamp + token with the webhook signing key.
+
+The signature travels in the JSON body (``signature.timestamp/token/signature``);
+BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY holds the key. ``failed`` events with permanent
+severity are hard bounces, temporary ones soft; ``complained`` is a complaint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from datetime import datetime
+
+from pipeline.config import Settings
+
+from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub, unix_time
+
+NAME = "mailgun"
+
+
+def verify(
+    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+) -> list[Event]:
+    """Check the body's signature block and its age, then read the event."""
+    key = settings.secret("BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY")
+    if not key:
+        raise Unverified("the Mailgun signing key is not configured")
+    try:
+        data = load_json(body)
+    except BadPayload:
+        raise Unverified("no signature: the body is not JSON") from None
+    sig = data.get("signature") if isinstance(data, dict) else None
+    if not isinstance(sig, dict):
+        raise Unverified("no signature block")
+    timestamp, token, given = (str(sig.get(k, "")) for k in ("timestamp", "token", "signature"))
+    if not (timestamp and token and given):
+        raise Unverified("incomplete signature block")
+    expected = hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, given.lower()):
+        raise Unverified("bad signature")
+    check_fresh(unix_time(timestamp), now)
+    event = data.get("event-data")
+    if not isinstance(event, dict):
+        raise BadPayload("no event-data")
+    name = event.get("event")
+    recipient = event.get("recipient")
+    ident = str(event.get("id") or token)
+    if name == "failed":
+        severity = event.get("severity")
+        kind = "hard_bounce" if severity == "permanent" else "soft_bounce"
+        status = event.get("delivery-status") or {}
+        detail = scrub(f"{severity}: {status.get('code', '')} {status.get('message', '')}")
+    elif name == "complained":
+        kind, detail = "complaint", ""
+    else:
+        return []
+    if not isinstance(recipient, str):
+        raise BadPayload("the event names no recipient")
+    return [Event(NAME, ident, kind, recipient, detail)]

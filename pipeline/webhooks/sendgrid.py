@@ -1,0 +1,82 @@
+"""SendGrid's signed Event Webhook: ECDSA P-256 / SHA-256 over timestamp + raw body.
+
+Headers X-Twilio-Email-Event-Webhook-Signature (base64 DER signature) and
+X-Twilio-Email-Event-Webhook-Timestamp; the verification key (base64 DER
+SubjectPublicKeyInfo, as SendGrid shows it) comes from BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY.
+Each event's ``sg_event_id`` de-duplicates replays.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import datetime
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from pipeline.config import Settings
+
+from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub, unix_time
+
+NAME = "sendgrid"
+SIGNATURE = "x-twilio-email-event-webhook-signature"
+TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
+
+
+def _public_key(text: str) -> ec.EllipticCurvePublicKey:
+    try:
+        if "BEGIN PUBLIC KEY" in text:
+            key = serialization.load_pem_public_key(text.encode())
+        else:
+            key = serialization.load_der_public_key(base64.b64decode(text.strip()))
+    except (ValueError, binascii.Error):
+        raise Unverified("BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Unverified("BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY is not an elliptic-curve key")
+    return key
+
+
+def verify(
+    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+) -> list[Event]:
+    """Check the ECDSA signature and timestamp, then read the batch of events."""
+    text = settings.secret("BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY")
+    if not text:
+        raise Unverified("the SendGrid verification key is not configured")
+    given, timestamp = headers.get(SIGNATURE, ""), headers.get(TIMESTAMP, "")
+    if not (given and timestamp):
+        raise Unverified("missing signature headers")
+    try:
+        signature = base64.b64decode(given, validate=True)
+    except (binascii.Error, ValueError):
+        raise Unverified("malformed signature") from None
+    try:
+        _public_key(text).verify(signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        raise Unverified("bad signature") from None
+    check_fresh(unix_time(timestamp), now)
+    data = load_json(body)
+    if not isinstance(data, list):
+        raise BadPayload("SendGrid posts a JSON array of events")
+    out: list[Event] = []
+    for item in data:
+        if not isinstance(item, dict):
+            raise BadPayload("an event is not an object")
+        name, email, ident = item.get("event"), item.get("email"), item.get("sg_event_id")
+        if name == "bounce":
+            # "blocked" is SendGrid's temporary refusal; "bounce" is the mailbox saying no.
+            kind = "soft_bounce" if item.get("type") == "blocked" else "hard_bounce"
+            detail = scrub(f"{item.get('status', '')} {item.get('reason', '')}")
+        elif name == "deferred":
+            kind, detail = "soft_bounce", scrub(item.get("response", ""))
+        elif name == "spamreport":
+            kind, detail = "complaint", ""
+        else:
+            continue
+        if not isinstance(email, str) or not ident:
+            raise BadPayload("an event lacks email or sg_event_id")
+        out.append(Event(NAME, str(ident), kind, email, detail))
+    return out

@@ -1,0 +1,175 @@
+"""Amazon SES bounce and complaint notifications, delivered by Amazon SNS.
+
+SNS signs each message with RSA (SignatureVersion 1: SHA1, 2: SHA256) over a canonical
+string of its fields; the certificate is fetched from ``SigningCertURL``, but only from
+an allowed URL (``https://sns.<region>.amazonaws.com/…pem``): anything else could
+sign its own forgery. ``SubscriptionConfirmation`` is confirmed (by fetching its
+``SubscribeURL``, which must match the same pattern) only when its signature is valid.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from pipeline.config import Settings
+
+from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub
+
+NAME = "ses"
+# Real SNS: HTTPS, an sns.<region>.amazonaws.com host (or .com.cn), a .pem path.
+AWS_CERT_URL = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[^?#]*\.pem"
+AWS_SUBSCRIBE_URL = r"https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/\?"
+_NOTIFICATION_FIELDS = ("Message", "MessageId", "Subject", "Timestamp", "TopicArn", "Type")
+_CONFIRMATION_FIELDS = (
+    "Message",
+    "MessageId",
+    "SubscribeURL",
+    "Timestamp",
+    "Token",
+    "TopicArn",
+    "Type",
+)
+
+
+@dataclass
+class SnsTrust:
+    """Which URLs may serve certificates and subscription links, and a fetcher with a cache.
+
+    Production uses the AWS patterns; tests pass a loopback pattern explicitly through
+    ``create_app``, never through settings, so configuration cannot widen it.
+    """
+
+    cert_url: str = AWS_CERT_URL
+    subscribe_url: str = AWS_SUBSCRIBE_URL
+    timeout: float = 5.0
+    get: Callable[[str, float], bytes] | None = None
+    _certs: dict[str, x509.Certificate] = field(default_factory=dict)
+
+    def fetch(self, url: str) -> bytes:
+        if self.get is not None:
+            return self.get(url, self.timeout)
+        import requests
+
+        response = requests.get(url, timeout=self.timeout, allow_redirects=False)
+        response.raise_for_status()
+        return response.content
+
+    def certificate(self, url: str) -> x509.Certificate:
+        if not re.fullmatch(self.cert_url, url):
+            raise Unverified("SigningCertURL is not an Amazon SNS certificate URL")
+        if url not in self._certs:
+            try:
+                self._certs[url] = x509.load_pem_x509_certificate(self.fetch(url))
+            except Exception:  # network or parse: either way the message is unproven
+                raise Unverified("could not load the SNS signing certificate") from None
+        return self._certs[url]
+
+
+def canonical(message: Mapping[str, str]) -> bytes:
+    """The string SNS signs: selected ``Name\\nValue\\n`` pairs in byte order of names."""
+    names = _NOTIFICATION_FIELDS if message.get("Type") == "Notification" else _CONFIRMATION_FIELDS
+    parts = []
+    for name in names:
+        if name in message and message[name] is not None:
+            parts.append(f"{name}\n{message[name]}\n")
+    return "".join(parts).encode("utf-8")
+
+
+def _check_signature(message: Mapping[str, str], trust: SnsTrust) -> None:
+    version = str(message.get("SignatureVersion", ""))
+    algorithm = {"1": hashes.SHA1(), "2": hashes.SHA256()}.get(version)
+    if algorithm is None:
+        raise Unverified("unknown SNS SignatureVersion")
+    try:
+        signature = base64.b64decode(str(message.get("Signature", "")), validate=True)
+    except (binascii.Error, ValueError):
+        raise Unverified("malformed SNS signature") from None
+    key = trust.certificate(str(message.get("SigningCertURL", ""))).public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise Unverified("the SNS certificate does not hold an RSA key")
+    try:
+        key.verify(signature, canonical(message), padding.PKCS1v15(), algorithm)
+    except InvalidSignature:
+        raise Unverified("bad SNS signature") from None
+
+
+@dataclass(frozen=True)
+class SnsOutcome:
+    """What a verified SNS delivery asked for: events to apply, or a subscription confirmed."""
+
+    events: list[Event]
+    confirmed_subscription: bool = False
+
+
+def verify(
+    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime, trust: SnsTrust
+) -> SnsOutcome:
+    """Check the SNS signature and age; confirm a subscription or read SES events."""
+    try:
+        message = load_json(body)
+    except BadPayload:
+        raise Unverified("not an SNS message") from None
+    if not isinstance(message, dict) or not all(
+        isinstance(message.get(k), str) for k in ("Type", "MessageId", "Timestamp", "Message")
+    ):
+        raise Unverified("not an SNS message")
+    _check_signature(message, trust)
+    try:
+        sent = datetime.fromisoformat(message["Timestamp"].replace("Z", "+00:00"))
+    except ValueError:
+        raise Unverified("malformed SNS Timestamp") from None
+    check_fresh(sent, now)
+    kind = message["Type"]
+    if kind == "SubscriptionConfirmation":
+        url = str(message.get("SubscribeURL", ""))
+        if not re.match(trust.subscribe_url, url):
+            raise Unverified("SubscribeURL is not an Amazon SNS URL")
+        try:
+            trust.fetch(url)
+        except Exception:
+            raise BadPayload("could not reach SubscribeURL") from None
+        return SnsOutcome([], confirmed_subscription=True)
+    if kind != "Notification":
+        return SnsOutcome([])
+    try:
+        inner = json.loads(message["Message"])
+    except json.JSONDecodeError:
+        raise BadPayload("the SNS Message is not an SES notification") from None
+    return SnsOutcome(_events(message["MessageId"], inner))
+
+
+def _events(message_id: str, inner: object) -> list[Event]:
+    if not isinstance(inner, dict):
+        raise BadPayload("the SNS Message is not an SES notification")
+    # Feedback notifications say notificationType; configuration-set events say eventType.
+    name = inner.get("notificationType") or inner.get("eventType")
+    if name == "Bounce":
+        bounce = inner.get("bounce") or {}
+        kind = "hard_bounce" if bounce.get("bounceType") == "Permanent" else "soft_bounce"
+        people = bounce.get("bouncedRecipients") or []
+        base = scrub(f"{bounce.get('bounceType', '')}/{bounce.get('bounceSubType', '')}")
+    elif name == "Complaint":
+        complaint = inner.get("complaint") or {}
+        kind, people, base = "complaint", complaint.get("complainedRecipients") or [], ""
+    else:
+        return []
+    out = []
+    for n, person in enumerate(people):
+        email = person.get("emailAddress") if isinstance(person, dict) else None
+        if not isinstance(email, str):
+            raise BadPayload("a recipient lacks emailAddress")
+        extra = scrub(person.get("diagnosticCode", "")) if kind != "complaint" else ""
+        detail = "; ".join(x for x in (base, extra) if x)
+        out.append(Event(NAME, f"{message_id}#{n}", kind, email, detail))
+    return out
