@@ -124,7 +124,8 @@ def compile_mjml(
     for m in _MJ_TAG.finditer(source):
         if m[1] not in MJML_TAGS:
             line = source.count("\n", 0, m.start()) + 1
-            raise _mjml_error(source, env, template, line, f"unknown MJML tag <{m[1]}>", m[0])
+            tag = source[m.start() : source.find(">", m.start()) + 1] or m[0]
+            raise _mjml_error(source, env, template, line, f"unknown MJML tag <{m[1]}>", tag)
     try:
         return mjml2html(source)
     except ValueError as exc:
