@@ -12,7 +12,7 @@ import click
 
 from .cli import Env
 
-FAILED_EVENTS = frozenset({"assemble_failed", "test_failed"})
+FAILED_EVENTS = frozenset({"assemble_failed", "test_failed", "send_failed"})
 
 
 def _logging() -> None:

@@ -42,6 +42,9 @@ SEND = "send"  # send (or resume) the slot's campaign to the default list
 SKIP = "skip"  # at the slot, not sendable (unapproved, no issue): write the slot off
 MISS = "miss"  # the slot passed more than the grace period ago without a send
 
+# How send.py's reputation guard starts its pause reason.
+GUARD_PAUSE = "reputation guard"
+
 # Slot event kinds: what happened once per slot and has no ledger of its own.
 EVENT_TEST = "test"
 EVENT_SKIPPED = "skipped"
@@ -238,7 +241,9 @@ def _campaign_progress(engine: Engine, issue: Issue, list_name: str) -> str | No
         return None
     if row.state == "sent":
         return "sent"
-    if row.state == "paused" and row.pause_reason:
+    # Only the reputation guard's pause waits for a human; a stop or a provider outage
+    # resumes at the next wake-up within the grace period.
+    if row.state == "paused" and (row.pause_reason or "").startswith(GUARD_PAUSE):
         return row.pause_reason
     return None
 
@@ -278,7 +283,8 @@ def perform(
         "missed": logging.ERROR,
         "assemble_failed": logging.ERROR,
         "sent_unapproved": logging.WARNING,
-        "send_incomplete": logging.WARNING,
+        "send_paused": logging.WARNING,
+        "send_failed": logging.ERROR,
         "test_failed": logging.ERROR,
         "lock_lost": logging.ERROR,
     }.get(outcome.event, logging.INFO)
@@ -348,18 +354,27 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
 
     with engine.begin() as conn:  # a standby that lost the lock must not start a send
         fence(conn, DAEMON_LOCK, holder, now)
-    report = send_campaign(
-        engine,
-        settings,
-        library,
-        action.issue,
-        settings.newsletter.default_list,
-        force=action.force,
-        stop=stop,
-    )
-    counts = {"sent": report.sent, "failed": report.failed, "unknown": report.unknown}
-    if not report.complete:
-        return Outcome(action, "send_incomplete", counts, report.note)
+    try:
+        report = send_campaign(
+            engine,
+            settings,
+            library,
+            action.issue,
+            settings.newsletter.default_list,
+            force=action.force,
+            stop=stop,
+        )
+    except BriefError as exc:  # refused as a whole (nobody on the list, provider setup)
+        return Outcome(action, "send_failed", detail=str(exc))
+    counts = {
+        "sent": report.sent,
+        "failed": report.failed,
+        "unknown": report.unknown,
+        "pending": report.pending,
+        "sent_now": report.sent_now,
+    }
+    if report.state != "sent":
+        return Outcome(action, "send_paused", counts, report.reason or "")
     return Outcome(action, "sent_unapproved" if action.force else "sent", counts, action.reason)
 
 
