@@ -14,7 +14,7 @@ def _size(n: int) -> str:
 
 
 @click.command()
-@click.argument("issue_ref", metavar="ISSUE")
+@click.argument("issue_ref", metavar="[ISSUE]", required=False)
 @click.option(
     "--out",
     "out_dir",
@@ -22,8 +22,8 @@ def _size(n: int) -> str:
     help="Folder for the files (default: .brief/render).",
 )
 @click.pass_obj
-def render(env: Env, issue_ref: str, out_dir: Path | None) -> None:
-    """Render ISSUE (a number or a path) to NNN.html, NNN.txt and NNN.eml.
+def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
+    """Render ISSUE (a number or a path; default: the next unsent) to NNN.html/.txt/.eml.
 
     The files carry a sample reader's links, as a subscriber would get them.
     Lint errors stop the render; warnings are printed.
@@ -34,7 +34,7 @@ def render(env: Env, issue_ref: str, out_dir: Path | None) -> None:
 
     settings = env.settings
     library = env.library()
-    issue = library.issue(issue_ref)
+    issue = library.issue(issue_ref) if issue_ref else next_issue(library)
     rendered = render_issue(issue, library, settings)
     for line in raise_errors(lint_rendered(rendered, issue, library, settings)):
         click.echo(line, err=True)
@@ -50,6 +50,17 @@ def render(env: Env, issue_ref: str, out_dir: Path | None) -> None:
     for path, data in files.items():
         path.write_bytes(data)
         click.echo(f"{path}  {_size(len(data))}")
+    click.echo(f"open {out / f'{issue.label}.html'} in a browser, or run: brief preview")
+
+
+def next_issue(library):
+    """The next unsent issue (the lowest-numbered one not sent)."""
+    from .errors import NotFound
+
+    for issue in library.issues:
+        if issue.status != "sent":
+            return issue
+    raise NotFound("no unsent issue: run `brief assemble` to write the next one")
 
 
 @click.command()

@@ -249,3 +249,11 @@ def test_render_command_template_error_is_one_line_and_writes_nothing(
     assert result.err.count("\n") == 1 and "issue.mjml.j2:" in result.err
     assert "Traceback" not in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_render_without_an_issue_renders_the_next_unsent_and_says_where_to_open_it(
+    brief, issue_project, tmp_path
+):
+    result = brief("render", "--out", str(tmp_path))
+    assert result.code == 0, result.err
+    assert f"open {tmp_path / '001.html'} in a browser" in result.out
