@@ -122,12 +122,12 @@ def web_environment(settings: Settings) -> jinja2.Environment:
     return env
 
 
-def render_template(env: jinja2.Environment, name: str, **values) -> str:
+def render_template(env: jinja2.Environment, template: str, /, **values) -> str:
     """Render one template; template failures become a RenderError naming it."""
     try:
-        return env.get_template(name).render(**values)
+        return env.get_template(template).render(**values)
     except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or name
+        where = getattr(exc, "filename", None) or template
         line = getattr(exc, "lineno", None)
         raise RenderError(f"{where}{f':{line}' if line else ''}: {exc}") from None
 

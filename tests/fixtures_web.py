@@ -156,3 +156,28 @@ def client_for(web_engine):
 @pytest.fixture
 def client(client_for, web_settings):
     return client_for(web_settings)
+
+
+# -- mail that the public app sent, read back from the outbox provider ----------------------
+
+
+def outbox_messages(settings) -> list:
+    """Every .eml the outbox provider wrote, oldest first, parsed."""
+    import email
+    from email import policy
+
+    root = settings.root / ".brief" / "outbox"
+    files = sorted(root.rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if root.exists() else []
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+
+
+def body_text(msg) -> str:
+    part = msg.get_body(preferencelist=("plain",))
+    return part.get_content() if part is not None else ""
+
+
+def link_in(msg, kind: str) -> str:
+    """The first ``{base_url}/{kind}/{token}`` link in a message's text part."""
+    found = re.search(rf"https?://\S+/{kind}/[A-Za-z0-9._-]+", body_text(msg))
+    assert found, f"no /{kind}/ link in:\n{body_text(msg)}"
+    return found.group(0)

@@ -109,8 +109,10 @@ def create_app(
     env = web_environment(settings)
     base_origin = origin_of(settings.newsletter.base_url)
 
-    def page(name: str, status: int = 200, headers: dict | None = None, **values) -> HTMLResponse:
-        html = render_template(env, name, **values)
+    def page(
+        template: str, /, status: int = 200, headers: dict | None = None, **values
+    ) -> HTMLResponse:
+        html = render_template(env, template, **values)
         return HTMLResponse(html, status_code=status, headers=headers)
 
     def message(title: str, *paragraphs: str, status: int = 200) -> HTMLResponse:
