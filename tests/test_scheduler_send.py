@@ -194,3 +194,36 @@ def test_slot_events_are_claimed_once_even_by_two_holders_in_turn(settings, sche
     second = daemon(settings, sched_store, sched_lib, ahead + timedelta(minutes=1)).run_once()
     assert second == []
     assert len(editor_copies(settings)) == 1
+
+
+def _paused(engine, settings, reason: str) -> None:
+    from pipeline.store import ledger as lg
+
+    campaign = lg.start_campaign(
+        engine,
+        1,
+        settings.newsletter.default_list,
+        provider="outbox",
+        subject="s",
+        content_commit="c",
+        holder="elsewhere:1",
+    )
+    lg.release(engine, campaign.id, "elsewhere:1")
+    lg.set_state(engine, campaign.id, "paused", reason)
+
+
+def test_a_campaign_the_reputation_guard_paused_is_not_resumed_by_the_daemon(
+    settings, sched_store, sched_lib, audience3
+):
+    _paused(sched_store, settings, "reputation guard: 30 permanent failures in the first 500")
+    assert daemon(settings, sched_store, sched_lib, SLOT1 + timedelta(minutes=2)).run_once() == []
+    assert ledger(sched_store) == []
+
+
+def test_a_campaign_paused_by_a_stop_is_resumed_within_grace(
+    settings, sched_store, sched_lib, audience3
+):
+    _paused(sched_store, settings, "stopped before the end; run the send again to resume")
+    outcomes = daemon(settings, sched_store, sched_lib, SLOT1 + timedelta(minutes=2)).run_once()
+    assert [o.event for o in outcomes] == ["sent"]
+    assert ledger(sched_store) == [(i, "sent", 1) for i in (1, 2, 3)]
