@@ -162,8 +162,9 @@ class Daemon:
 
     def _lead_until_stopped_or_lost(self) -> None:
         beat = self._heartbeat()
-        scheduler = self._scheduler()
+        scheduler = None
         try:
+            scheduler = self._scheduler()
             self._tick()  # catch up whatever came due while nobody led
             while not self.stop.is_set() and not self._lost.is_set():
                 if self._wake.wait(self.poll):
@@ -171,7 +172,8 @@ class Daemon:
                     if not self.stop.is_set() and not self._lost.is_set():
                         self._tick()
         finally:
-            scheduler.shutdown(wait=True)
+            if scheduler is not None:
+                scheduler.shutdown(wait=True)
             beat.stop()
             if self._lost.is_set():
                 log.error("event=standby reason='lost the lock' holder=%s", self.holder)
