@@ -8,7 +8,6 @@ small rendered issue carrying the three placeholders.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -40,18 +39,6 @@ READERS = [
 ]
 
 
-@dataclass(frozen=True)
-class SampleRendered:
-    """A rendered issue as pipeline.render hands it over (the fields MessageFactory reads)."""
-
-    issue_number: int
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    web_url: str
-
-
 def _toml_value(value: object) -> str:
     return json.dumps(value) if isinstance(value, str) else str(value)
 
@@ -77,9 +64,10 @@ def http_settings(project: Path, httpserver):
 def http_messages():
     """Build OutgoingMessages for ``READERS`` (or ``n`` generated readers) via MessageFactory."""
     from pipeline.message import MessageFactory
+    from pipeline.render import Rendered
 
     def make(settings, n: int | None = None, *, issue: int = 7):
-        rendered = SampleRendered(
+        rendered = Rendered(
             issue,
             "Issue 7: ReLU",
             "The rectifier",

@@ -3,7 +3,7 @@
 Each provider module (postmark, sendgrid, mailgun, ses, resend) builds its own
 request body and reads its own error codes; everything that is the same for all
 of them lives here once: the ``requests.Session`` with a User-Agent, the POST
-that turns timeouts and refused connections into transient failures, the
+that tells "never reached the service" from "the answer was lost", the
 status-code rule (429 and 5xx are transient, other 4xx permanent, 401/403 mean
 the whole provider is unusable), and the fan-out of one failure to a batch.
 """
@@ -15,12 +15,15 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NewConnectionError
 
 from .. import __version__
 from ..config import Settings
 from ..errors import ProviderError
+from . import UNKNOWN_PREFIX, ProviderUnavailable
 from .base import OutgoingMessage, Result
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
@@ -107,22 +110,53 @@ def make_session() -> requests.Session:
     return session
 
 
-def post(
-    session: requests.Session, url: str, *, timeout: float, **kwargs: Any
-) -> requests.Response | Failure:
-    """POST with a timeout always set; a timeout or refused connection becomes a Failure.
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """True when the request cannot have reached the service (no connection was made)."""
+    # TLS and proxy failures happen before the request is written, too.
+    if isinstance(
+        exc, requests.ConnectTimeout | requests.exceptions.SSLError | requests.exceptions.ProxyError
+    ):
+        return True
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # urllib3 wraps it in MaxRetryError
+    return isinstance(reason, NewConnectionError)
 
-    A read timeout is reported transient, but the service may have accepted the
-    request before the answer was lost; the reason says so for the ledger's reader.
+
+def post(
+    session: requests.Session,
+    url: str,
+    *,
+    timeout: float,
+    idempotent: bool = False,
+    provider: str = "http",
+    **kwargs: Any,
+) -> requests.Response | Failure:
+    """POST with a timeout always set; what can go wrong on the way becomes explicit.
+
+    No connection at all (refused, unresolvable, connect timeout) raises
+    ProviderUnavailable: nothing was handed over, the provider is unreachable.
+    A lost answer (read timeout, connection dropped mid-request) is ambiguous: the
+    service may have accepted the mail. With an idempotency key a repeat is safe,
+    so it is transient; without one the reason starts with ``unknown:`` and the
+    ledger records the delivery as unknown rather than mailing anyone twice.
     """
     try:
         return session.post(url, timeout=timeout, **kwargs)
-    except requests.Timeout as exc:
-        connect = isinstance(exc, requests.ConnectTimeout)
-        what = "connecting" if connect else "waiting for the answer (it may have been accepted)"
-        return Failure(f"timeout after {timeout:g}s {what}", transient=True)
     except requests.ConnectionError as exc:
-        return Failure(f"connection failed: {type(exc).__name__}", transient=True)
+        if _never_connected(exc):
+            raise ProviderUnavailable(
+                f"{provider}: cannot connect to {_host(url)} ({type(exc).__name__})"
+            ) from None
+        lost = "connection lost before the answer"
+    except requests.Timeout:
+        lost = f"no answer within {timeout:g}s"
+    if idempotent:
+        return Failure(f"{lost}; safe to repeat under the same idempotency key", transient=True)
+    return Failure(f"{UNKNOWN_PREFIX}{lost}; the service may have accepted it", transient=False)
+
+
+def _host(url: str) -> str:
+    return urlsplit(url).netloc
 
 
 def body_json(response: requests.Response) -> Any:
@@ -197,10 +231,8 @@ def from_field(message: OutgoingMessage) -> str:
 
 def placeholders() -> Mapping[str, str]:
     """Placeholder name -> marker in the rendered html/text (the render contract)."""
-    try:
-        from ..render import PLACEHOLDERS
-    except ImportError:  # render lands separately; message keeps an equal copy
-        from ..message import PLACEHOLDERS
+    from ..render import PLACEHOLDERS  # imported when a push needs it, not at load time
+
     return PLACEHOLDERS
 
 
@@ -278,4 +310,11 @@ class HttpProvider:
 
     def _post(self, path: str, **kwargs: Any) -> requests.Response | Failure:
         assert self.session is not None
-        return post(self.session, self.api.base_url + path, timeout=self.api.timeout, **kwargs)
+        return post(
+            self.session,
+            self.api.base_url + path,
+            timeout=self.api.timeout,
+            idempotent=self.idempotent,
+            provider=self.name,
+            **kwargs,
+        )

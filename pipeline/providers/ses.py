@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 
 from ..errors import ProviderError
+from . import ProviderUnavailable
 from .base import OutgoingMessage, Result
 from .http import (
     Failure,
@@ -206,12 +207,24 @@ class SesProvider(HttpProvider):
                 session_token=self._session_token,
             )
         )
-        return post(self.session, url, timeout=self.api.timeout, data=body, headers=headers)
+        return post(
+            self.session,
+            url,
+            timeout=self.api.timeout,
+            provider=self.name,
+            data=body,
+            headers=headers,
+        )
 
     def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
         results: list[Result] = []
         for i, m in enumerate(batch):
-            answer = self._send(m)
+            try:
+                answer = self._send(m)
+            except ProviderUnavailable as exc:
+                if not results:
+                    raise
+                return results + _not_sent(batch[i:], str(exc))
             if isinstance(answer, Failure):
                 # The endpoint is not answering: do not wait out a timeout per message.
                 results.append(answer.result(m.key))
