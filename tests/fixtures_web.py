@@ -181,3 +181,54 @@ def link_in(msg, kind: str) -> str:
     found = re.search(rf"https?://\S+/{kind}/[A-Za-z0-9._-]+", body_text(msg))
     assert found, f"no /{kind}/ link in:\n{body_text(msg)}"
     return found.group(0)
+
+
+# -- `brief serve`'s app on a real loopback port -------------------------------------------
+
+
+@pytest.fixture
+def live_public(published: Path, web_env):
+    """uvicorn serving create_app on a free port; brief.toml's base_url points at it.
+
+    Yields (base_url, settings, engine).
+    """
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from pipeline.config import load_settings
+    from pipeline.store import open_store
+    from pipeline.web.public import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    toml = published / "brief.toml"
+    toml.write_text(
+        re.sub(r'(?m)^base_url = ".*"$', f'base_url = "{base}"', toml.read_text()),
+        encoding="utf-8",
+    )
+    settings = load_settings(toml, env=web_env)
+    engine = open_store(settings.database.url)
+    config = uvicorn.Config(
+        create_app(settings, engine=engine),
+        host="127.0.0.1",
+        port=port,
+        access_log=False,
+        log_level="warning",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the public server did not start")
+        time.sleep(0.02)
+    yield base, settings, engine
+    server.should_exit = True
+    thread.join(timeout=10)
+    engine.dispose()

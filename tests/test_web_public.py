@@ -310,3 +310,22 @@ def test_tokens_never_reach_the_logs(client, web_settings, caplog):
     ours = "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("httpx"))
     assert token not in ours
     assert ANN not in ours
+
+
+def test_null_origin_form_post_is_judged_by_fetch_metadata(client, web_settings):
+    # Browsers send Origin: null under Referrer-Policy: no-referrer, even for our own forms.
+    foreign = client.post(
+        "/subscribe",
+        data={"email": ANN},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert foreign.status_code == 403
+    bare = client.post("/subscribe", data={"email": ANN}, headers={"Origin": "null"})
+    assert bare.status_code == 403
+    own = client.post(
+        "/subscribe",
+        data={"email": ANN},
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    )
+    assert own.status_code == 200
+    assert len(outbox_messages(web_settings)) == 1

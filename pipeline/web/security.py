@@ -120,14 +120,14 @@ class BodyLimit:
 def same_origin(request: Request, allowed: Iterable[str]) -> bool:
     """True unless a browser says the request comes from another site.
 
-    No Origin header (mail providers, curl) is fine; ``null`` or a foreign origin is not.
+    No Origin header (mail providers, curl) is fine. Under ``Referrer-Policy: no-referrer``
+    browsers send ``Origin: null`` even for their own forms, so then Sec-Fetch-Site decides.
     """
-    origin = request.headers.get("origin")
-    if origin is None:
-        return request.headers.get("sec-fetch-site", "same-origin") in (
-            "same-origin",
-            "same-site",
-            "none",
-        )
-    own = f"{request.url.scheme}://{request.url.netloc}".lower()
-    return origin.lower() in {own, *(a.lower() for a in allowed)}
+    origin = (request.headers.get("origin") or "null").lower()
+    if origin != "null":
+        own = f"{request.url.scheme}://{request.url.netloc}".lower()
+        return origin in {own, *(a.lower() for a in allowed)}
+    site = request.headers.get("sec-fetch-site")
+    if site is None:
+        return "origin" not in request.headers  # a bare "null" with no fetch metadata: refuse
+    return site in ("same-origin", "none")
