@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.errors import NotFound, StoreError, TokenError
 from pipeline.store import (
@@ -214,3 +216,32 @@ def test_list_subscribers_filters_by_list_and_status_in_stable_order(store):
     assert [r.email for r in rows] == ["p0@example.org", "p2@example.org", "p4@example.org"]
     with pytest.raises(StoreError, match="unknown status"):
         list(list_subscribers(store, status="bogus"))
+
+
+_ATEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+/=?^_`{|}~-."
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    local=st.text(alphabet=_ATEXT + '"() <>@ \u00e9', min_size=0, max_size=70),
+    domain=st.sampled_from(
+        ["example.org", "EXAMPLE.org", "xn--bcher-kva.de", "BÜCHER.de", "b", "a..b", "x.test"]
+        + ["d" * 63 + ".com", "e" * 250 + ".com", "例え.jp"]
+    ),
+)
+def test_normalise_email_agrees_with_email_validator(local, domain):
+    """The cached fast path gives exactly email-validator's verdict and normal form."""
+    from email_validator import EmailNotValidError, validate_email
+
+    raw = f"{local}@{domain}"
+    try:
+        expected = validate_email(raw.strip(), check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    if not raw.strip() or len(raw.strip()) > 320:
+        expected = None
+    try:
+        got = normalise_email(raw)
+    except StoreError:
+        got = None
+    assert got == expected

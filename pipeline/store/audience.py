@@ -55,11 +55,14 @@ def audience(engine: Engine, list_name: str, batch_size: int = 1000) -> Iterator
     with reading(engine) as conn:
         list_id = list_id_conn(conn, list_name)
     assert list_id is not None
-    query = _audience_query(list_id).order_by(subscribers.c.id).limit(batch_size)
+    # Order and page on the membership's subscriber_id (equal to subscribers.id) so the
+    # (list_id, status, subscriber_id) index yields each page directly, without a sort.
+    key = memberships.c.subscriber_id
+    query = _audience_query(list_id).order_by(key).limit(batch_size)
     after = 0
     while True:
         with reading(engine) as conn:
-            rows = conn.execute(query.where(subscribers.c.id > after)).all()
+            rows = conn.execute(query.where(key > after)).all()
         for r in rows:
             yield Recipient(
                 subscriber_id=r.id,

@@ -99,6 +99,9 @@ def _heads() -> frozenset[str]:
 
 def _migrate(engine: Engine) -> None:
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes starting at once on an empty database must not both migrate.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(748201)")
         current = set(MigrationContext.configure(conn).get_current_heads())
         if current == _heads():
             return
