@@ -27,7 +27,8 @@ from .config import Settings
 from .errors import SendError
 from .providers.base import Content, OutgoingMessage
 
-# The contract with pipeline.render; kept equal to render.PLACEHOLDERS (a test checks).
+# The contract with pipeline.render; kept equal to render.PLACEHOLDERS (a test checks)
+# and not imported from there, so building messages never loads Jinja2 or MJML.
 PLACEHOLDERS = {
     "name": "%%BRIEF_NAME%%",
     "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
@@ -123,11 +124,18 @@ def clean_name(name: str | None) -> str:
 
 
 def check_address(address: str) -> str:
-    """The address if it can go in a header as is; AddressRefused otherwise."""
+    """The address as it can go in a header (IDNA domain); AddressRefused otherwise."""
+    local, at, domain = address.rpartition("@")
+    if at and domain and not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise AddressRefused(f"address {address!r}: IDNA cannot encode the domain") from None
+        address = f"{local}@{domain}"
     if not _ATEXT_ADDR.match(address) or len(address) > 320:
         raise AddressRefused(
-            f"address {address!r} has spaces, line breaks or non-ASCII "
-            "characters (SMTPUTF8 addresses are not supported)"
+            f"address {address!r} has spaces, line breaks or non-ASCII characters "
+            "(SMTPUTF8 addresses are not supported)"
         )
     return address
 
@@ -211,6 +219,7 @@ class MessageFactory:
         commit: str | None = None,
         *,
         list_name: str | None = None,
+        transactional: bool = False,
     ):
         nl = settings.newsletter
         self.rendered = rendered
@@ -224,12 +233,11 @@ class MessageFactory:
         self._html = _part(rendered.html)
         self._text = _part(rendered.text)
         self._slots = frozenset(self._html.slots + self._text.slots)
+        self.transactional = transactional
         list_id = f"<{self.list_name}.{self.domain}>"
-        common = {
-            "List-Id": f"{nl.name} {list_id}" if nl.name.isascii() else list_id,
-            "X-Brief-Commit": self.commit,
-            "X-Brief-Issue": self.issue_label,
-        }
+        common = {"X-Brief-Commit": self.commit, "X-Brief-Issue": self.issue_label}
+        if not transactional:  # a confirmation or test copy is not list mail
+            common = {"List-Id": f"{nl.name} {list_id}" if nl.name.isascii() else list_id, **common}
         self.content = Content(
             issue_number=int(rendered.issue_number),
             subject=rendered.subject,
@@ -296,15 +304,17 @@ class MessageFactory:
         if "name" in values:
             values["name"] = clean_name(values["name"])
         _values_for(values, self._slots)
+        to_address = check_address(to_address)
         to = format_address(to_name, to_address)
-        unsub = values.get("unsubscribe_url", f"{self._unsub_prefix}")
         message_id = f"<{key}.{secrets.token_hex(6)}@{self.domain}>"
-        headers = {
-            "To": to,
-            "Message-ID": message_id,
-            "List-Unsubscribe": f"<{unsub}>, <{self._mailto(unsub)}>",
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        }
+        headers = {"To": to, "Message-ID": message_id}
+        unsub = values.get("unsubscribe_url", "")
+        if not self.transactional:
+            if not unsub.startswith(("https://", "http://")):
+                raise SendError("a list message needs an http(s) unsubscribe_url value")
+            mailto = self._mailto(unsub)
+            headers["List-Unsubscribe"] = f"<{unsub}>, <{mailto}>"
+            headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         encoded: dict[bytes, bytes] = {}
         html_encoded: dict[bytes, bytes] = {}
         for k, v in values.items():
@@ -315,15 +325,13 @@ class MessageFactory:
             b"To: " + to.encode("ascii") + CRLF,
             self._now_header(),
             b"Message-ID: " + message_id.encode("ascii") + CRLF,
-            b"List-Unsubscribe: <"
-            + unsub.encode("ascii")
-            + b">,"
-            + CRLF
-            + b" <"
-            + self._mailto(unsub).encode("ascii")
-            + b">"
-            + CRLF,
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF,
+        ]
+        if not self.transactional:
+            # Folded after the comma: a long token must not push the line past 998.
+            out.append(b"List-Unsubscribe: <" + unsub.encode("ascii") + b">," + CRLF)
+            out.append(b" <" + mailto.encode("ascii") + b">" + CRLF)
+            out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF)
+        out += [
             self._head,
             self._text_open,
         ]

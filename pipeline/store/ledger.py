@@ -22,7 +22,7 @@ from pipeline.errors import NotFound, SendError
 from pipeline.store.audience import Recipient, _audience_query
 from pipeline.store.db import as_utc, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
-from pipeline.store.schema import BigId, UTC_TIME, metadata, subscribers
+from pipeline.store.schema import UTC_TIME, BigId, metadata, subscribers
 from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsubscribe_token
 
 STATES = ("pending", "inflight", "sent", "failed", "unknown")
@@ -235,7 +235,11 @@ def release(engine: Engine, campaign_id: int, holder: str) -> None:
 
 
 def set_state(
-    engine: Engine, campaign_id: int, state: str, reason: str | None = None, total: int | None = None
+    engine: Engine,
+    campaign_id: int,
+    state: str,
+    reason: str | None = None,
+    total: int | None = None,
 ) -> None:
     """Move a campaign to sending, paused (with a reason) or sent."""
     if state not in CAMPAIGN_STATES:
@@ -505,3 +509,18 @@ def recipients_by_id(
         )
         for r in rows
     }
+
+
+def release_claims(engine: Engine, ids: Sequence[int], next_attempt_at: datetime | None) -> None:
+    """Put claimed rows back to pending without counting an attempt: no provider saw them
+    (a stop before the hand-over, or a provider that could not be reached)."""
+    if not ids:
+        return
+    now = utcnow()
+    d = deliveries.c
+    with transaction(engine) as conn:
+        conn.execute(
+            deliveries.update()
+            .where(d.id.in_(list(ids)), d.state == "inflight")
+            .values(state="pending", next_attempt_at=next_attempt_at, updated_at=now)
+        )

@@ -75,9 +75,7 @@ def upgrade() -> None:
             name="ck_deliveries_delivery_state",
         ),
     )
-    op.create_index(
-        "ix_deliveries_work", "deliveries", ["campaign_id", "state", "subscriber_id"]
-    )
+    op.create_index("ix_deliveries_work", "deliveries", ["campaign_id", "state", "subscriber_id"])
 
 
 def downgrade() -> None:

@@ -1,0 +1,48 @@
+"""Find mail providers through the ``brief.providers`` entry-point group.
+
+The built-ins register there exactly as a third party's package would, so
+``load_provider`` knows no provider by name.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint, entry_points
+
+from ..config import Settings
+from ..errors import ConfigError, ProviderError
+from .base import Provider
+
+GROUP = "brief.providers"
+# A Result reason starting with this says the provider may or may not have taken
+# the message (a connection lost after the hand-over); the ledger records "unknown".
+UNKNOWN_PREFIX = "unknown: "
+
+
+class ProviderUnavailable(ProviderError):
+    """The provider cannot be reached for now (refused, timed out): retry later."""
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def available() -> dict[str, str]:
+    """Installed providers: name -> ``module:attribute``."""
+    return {name: ep.value for name, ep in sorted(_entry_points().items())}
+
+
+def load_provider(settings: Settings, name: str | None = None) -> Provider:
+    """Build the named provider (the configured one by default) from settings."""
+    name = name or settings.provider.name
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise ConfigError(f"provider.name: unknown provider {name!r} (installed: {known})")
+    try:
+        factory = eps[name].load()
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(
+            f"provider.name: provider {name!r} is registered as {eps[name].value} "
+            f"but cannot be loaded: {exc}"
+        ) from None
+    return factory(settings)

@@ -1,0 +1,61 @@
+"""The default provider: each message becomes an ``.eml`` file under the outbox folder.
+
+Nothing leaves the machine. One file per delivery key, written atomically, so a
+re-send overwrites instead of duplicating: this provider honours idempotency.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..config import Settings
+from .base import OutgoingMessage, Result
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class OutboxProvider:
+    """Writes ``<outbox>/<issue>/<key>.eml``."""
+
+    name = "outbox"
+    max_batch = 500
+    idempotent = True
+
+    def __init__(self, settings: Settings):
+        folder = Path(settings.provider.table("outbox").get("dir", ".brief/outbox"))
+        self.root = folder if folder.is_absolute() else settings.root / folder
+        self._made: set[Path] = set()
+
+    def folder(self, issue_number: int) -> Path:
+        """Where the files of one issue go."""
+        return self.root / f"{issue_number:03d}"
+
+    def open(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def push(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
+        """Write each message as a file; a full disk fails the message transiently."""
+        results = []
+        for msg in messages:
+            folder = self.folder(msg.content.issue_number)
+            if folder not in self._made:
+                folder.mkdir(parents=True, exist_ok=True)
+                self._made.add(folder)
+            path = folder / f"{_SAFE.sub('_', msg.key)}.eml"
+            try:
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".eml")
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(msg.raw)
+                os.replace(tmp, path)
+            except OSError as exc:
+                results.append(Result.failed(msg.key, f"outbox: {exc.strerror}", transient=True))
+                continue
+            results.append(Result.accepted(msg.key, str(path.relative_to(self.root))))
+        return results
+
+    def close(self) -> None:
+        pass
