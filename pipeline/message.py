@@ -279,7 +279,7 @@ class MessageFactory:
     def _now_header(self) -> bytes:
         now = int(time.time())
         if now != self._date_at:  # one formatdate a second, not one per message
-            self._date = b"Date: " + formatdate(now, localtime=False).encode() + CRLF
+            self._date = b"Date: " + formatdate(now, usegmt=True).encode() + CRLF
             self._date_at = now
         return self._date
 
