@@ -28,39 +28,46 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
     The files carry a sample reader's links, as a subscriber would get them.
     Lint errors stop the render; warnings are printed.
     """
+    settings = env.settings
+    library = env.library()
+    issue = library.issue(issue_ref) if issue_ref else next_issue(library)
+    out = out_dir or settings.state_dir / "render"
+    for path in write_rendered(
+        issue, library, settings, out, warn=lambda w: click.echo(w, err=True)
+    ):
+        click.echo(f"{path}  {_size(path.stat().st_size)}")
+    click.echo(f"open {out / f'{issue.label}.html'} in a browser, or run: brief preview")
+
+
+def write_rendered(issue, library, settings, out: Path, warn=lambda line: None) -> list[Path]:
+    """Render, lint (errors raise, warnings go to ``warn``) and write NNN.html/.txt/.eml."""
     from .lint import lint_rendered, raise_errors
     from .message import sample_message, sample_values
     from .render import personalise, render_issue
 
-    settings = env.settings
-    library = env.library()
-    issue = library.issue(issue_ref) if issue_ref else next_issue(library)
     rendered = render_issue(issue, library, settings)
     for line in raise_errors(lint_rendered(rendered, issue, library, settings)):
-        click.echo(line, err=True)
+        warn(line)
     html, text = personalise(rendered, sample_values(settings))
-    eml = sample_message(rendered, settings)
-    out = out_dir or settings.state_dir / "render"
-    out.mkdir(parents=True, exist_ok=True)
     files = {
         out / f"{issue.label}.html": html.encode("utf-8"),
         out / f"{issue.label}.txt": text.encode("utf-8"),
-        out / f"{issue.label}.eml": eml,
+        out / f"{issue.label}.eml": sample_message(rendered, settings),
     }
+    out.mkdir(parents=True, exist_ok=True)
     for path, data in files.items():
         path.write_bytes(data)
-        click.echo(f"{path}  {_size(len(data))}")
-    click.echo(f"open {out / f'{issue.label}.html'} in a browser, or run: brief preview")
+    return list(files)
 
 
 def next_issue(library):
     """The next unsent issue (the lowest-numbered one not sent)."""
     from .errors import NotFound
 
-    for issue in library.issues:
-        if issue.status != "sent":
-            return issue
-    raise NotFound("no unsent issue: run `brief assemble` to write the next one")
+    issue = library.next_unsent()
+    if issue is None:
+        raise NotFound("no unsent issue: run `brief assemble` to write the next one")
+    return issue
 
 
 @click.command()

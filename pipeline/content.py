@@ -140,6 +140,10 @@ class Library:
                     return issue
         raise NotFound(f"no issue {text} in {self.root / 'issues'}")
 
+    def next_unsent(self) -> Issue | None:
+        """The lowest-numbered issue not yet sent: the one the editor works on."""
+        return next((i for i in self.issues if i.status != "sent"), None)
+
     def taken(self) -> dict[str, Issue]:
         """Every ``kind:slug`` that some issue file carries, with that issue."""
         out: dict[str, Issue] = {}

@@ -1,0 +1,33 @@
+"""``brief demo``: the whole main job on embedded defaults, in a scratch copy."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from .cli import Env
+
+
+@click.command()
+@click.option(
+    "--readers",
+    default=25,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="How many example.com readers the demo list gets.",
+)
+@click.pass_obj
+def demo(env: Env, readers: int) -> None:
+    """Assemble the next issue, render it, send it through the outbox to demo readers.
+
+    Runs in .brief/demo/, a fresh copy of the newsletter each time, so your
+    issues/ folder and database are untouched.
+    """
+    from .demo import run_demo
+
+    result = run_demo(env.settings, env.now(), dict(os.environ), readers, say=click.echo)
+    click.echo("")
+    click.echo(f"open {result.files[0]} in a browser to read issue {result.issue.label};")
+    click.echo(f"each reader's message is an .eml file in {result.outbox}/")
+    click.echo("preview while you write: brief preview")

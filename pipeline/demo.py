@@ -1,0 +1,114 @@
+"""The whole main job on embedded defaults, in a scratch copy of the newsletter.
+
+The demo copies settings, content and templates into ``.brief/demo/`` and runs
+there what the daemon runs every other Wednesday: assemble the next issue,
+render it, and send it through ``outbox`` to a list of example.com readers.
+Working on a copy keeps the operator's issues/ and database untouched: a real
+send marks the issue file sent, and demo readers must never join a real list.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from .assemble import assemble, mark_status
+from .calendar import is_slot_date
+from .config import Settings, load_settings
+from .content import Issue, load_library
+from .errors import BriefError
+
+COPIED = ("glossary", "museum", "issues", "templates")
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    root: Path
+    issue: Issue
+    files: tuple[Path, ...]
+    outbox: Path
+    sent: int
+    total: int
+
+
+def prepare(settings: Settings, env: dict[str, str]) -> Settings:
+    """A fresh copy of the newsletter under .brief/demo, on SQLite and the outbox."""
+    root = settings.state_dir / "demo"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for name in COPIED:
+        if (settings.root / name).is_dir():
+            shutil.copytree(settings.root / name, root / name)
+    shutil.copy(settings.path, root / "brief.toml")
+    demo = load_settings(root / "brief.toml", env=env)
+    return replace(
+        demo,
+        database=replace(demo.database, url=f"sqlite:///{root / '.brief' / 'demo.db'}"),
+        provider=replace(demo.provider, name="outbox"),
+    )
+
+
+def run_demo(
+    settings: Settings,
+    now: datetime,
+    env: dict[str, str],
+    readers: int = 25,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Assemble, render and send the next issue to ``readers`` example.com addresses."""
+    from .cli_render import write_rendered
+    from .send import send_campaign
+    from .store import add_subscriber, audience_count, create_list, open_store
+
+    demo = prepare(settings, env)
+    say(f"demo copy of the newsletter: {demo.root}")
+    is_slot = partial(is_slot_date, demo.schedule)
+    library = load_library(demo.root, is_slot)
+    try:
+        made = assemble(library, demo, now)
+        verb = "assembled" if made.created else "already assembled"
+        say(f"{verb}: issue {made.issue.label} for {made.issue.date} ({made.issue.path.name})")
+    except BriefError as exc:  # an empty queue still leaves an issue to send
+        say(f"assemble: {exc}")
+    library = load_library(demo.root, is_slot)
+    issue = library.next_unsent()
+    if issue is None:
+        raise BriefError("no unsent issue in the demo copy")
+    if issue.status == "draft":
+        # The editor approves a draft; in the scratch copy the demo plays editor.
+        mark_status(issue.path, "approved")
+        library = load_library(demo.root, is_slot)
+        issue = library.issue(issue.number)
+        say(f"approved issue {issue.label} in the demo copy (an editor does this for real)")
+
+    files = write_rendered(issue, library, demo, demo.state_dir / "render")
+    for path in files:
+        say(f"rendered {path}")
+
+    engine = open_store(demo.database.url)
+    list_name = demo.newsletter.default_list
+    create_list(engine, list_name, "demo readers (example.com)")
+    for n in range(1, readers + 1):
+        add_subscriber(
+            engine,
+            f"reader{n:03d}@example.com",
+            name=f"Reader {n}",
+            list_name=list_name,
+            confirmed=True,
+            source="demo",
+        )
+    say(f"list {list_name!r}: {audience_count(engine, list_name)} confirmed demo readers")
+
+    report = send_campaign(engine, demo, library, issue, list_name)
+    outbox = Path(demo.provider.table("outbox")["dir"])
+    outbox = (outbox if outbox.is_absolute() else demo.root / outbox) / issue.label
+    say(
+        f"sent issue {issue.label} to {report.sent} of {report.total} readers through the "
+        f"outbox: {outbox}/"
+    )
+    return DemoResult(demo.root, issue, tuple(files), outbox, report.sent, report.total)

@@ -1,0 +1,42 @@
+"""`brief demo`: the README's main job, on embedded defaults, in a scratch copy."""
+
+from __future__ import annotations
+
+import email
+
+from tests.conftest import Outcome
+
+
+def test_demo_assembles_renders_and_sends_through_the_outbox(project, brief):
+    issue_file = next((project / "issues").glob("001-*.md"))
+    before = issue_file.read_text(encoding="utf-8")
+    outcome: Outcome = brief("demo", "--readers", "7", env={"BRIEF_NOW": "2026-11-25T12:00"})
+    assert outcome.code == 0, outcome.err
+    demo = project / ".brief" / "demo"
+    outbox = demo / ".brief" / "outbox" / "001"
+    files = sorted(outbox.glob("*.eml"))
+    assert len(files) == 7
+    to = sorted(email.message_from_bytes(p.read_bytes())["To"] for p in files)
+    assert to[0] == "Reader 1 <reader001@example.com>"
+    for name in ("001.html", "001.txt", "001.eml"):
+        assert (demo / ".brief" / "render" / name).stat().st_size > 1000
+    assert f"sent issue 001 to 7 of 7 readers through the outbox: {outbox}/" in outcome.out
+    # the copy's issue is sent; the operator's own issue file is untouched
+    assert "status: sent" in (demo / "issues" / issue_file.name).read_text(encoding="utf-8")
+    assert issue_file.read_text(encoding="utf-8") == before
+    assert not (project / ".brief" / "brief.db").exists()
+
+
+def test_demo_after_the_first_slot_assembles_the_next_issue(project, brief):
+    outcome = brief("demo", "--readers", "2", env={"BRIEF_NOW": "2026-12-03T12:00"})
+    assert outcome.code == 0, outcome.err
+    assert "assembled: issue 002 for 2026-12-16 (002-2026-12-16.md)" in outcome.out
+    assert not (project / "issues" / "002-2026-12-16.md").exists()
+
+
+def test_running_the_demo_twice_starts_afresh(project, brief):
+    env = {"BRIEF_NOW": "2026-11-25T12:00"}
+    assert brief("demo", "--readers", "3", env=env).code == 0
+    again = brief("demo", "--readers", "3", env=env)
+    assert again.code == 0, again.err
+    assert "sent issue 001 to 3 of 3 readers" in again.out
