@@ -31,22 +31,23 @@ class Content:
     reply_to: str
     html: str
     text: str
-    headers: Mapping[str, str] = field(default_factory=dict)  # same for all (List-Id, X-Brief-Commit)
+    # the same for every recipient (List-Id, X-Brief-Commit)
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
     """One recipient's message: personal values, headers, and the full MIME bytes."""
 
-    key: str                         # stable per delivery: idempotency key, outbox file name
+    key: str  # stable per delivery: idempotency key, outbox file name
     to_address: str
     to_name: str | None
     content: Content
-    values: Mapping[str, str]        # placeholder name -> this recipient's value
-    headers: Mapping[str, str]       # this recipient's headers (Message-ID, List-Unsubscribe…)
-    raw: bytes                       # the complete RFC 5322 message, personalised
-    html: str                        # personalised HTML part
-    text: str                        # personalised text part
+    values: Mapping[str, str]  # placeholder name -> this recipient's value
+    headers: Mapping[str, str]  # this recipient's headers (Message-ID, List-Unsubscribe…)
+    raw: bytes  # the complete RFC 5322 message, personalised
+    html: str  # personalised HTML part
+    text: str  # personalised text part
 
 
 @dataclass(frozen=True)
@@ -56,9 +57,9 @@ class Result:
     key: str
     ok: bool
     provider_id: str | None = None
-    transient: bool = False          # worth retrying later (4xx SMTP, 429, 5xx, timeouts)
+    transient: bool = False  # worth retrying later (4xx SMTP, 429, 5xx, timeouts)
     reason: str = ""
-    suppress: bool = False           # a permanent "no such mailbox": add a suppression
+    suppress: bool = False  # a permanent "no such mailbox": add a suppression
 
     @classmethod
     def accepted(cls, key: str, provider_id: str | None) -> Result:
@@ -74,8 +75,8 @@ class Provider(Protocol):
     """A mail provider. One instance per worker; not shared across threads."""
 
     name: str
-    max_batch: int                   # most messages one push may carry
-    idempotent: bool                 # honours idempotency keys (a resend cannot duplicate)
+    max_batch: int  # most messages one push may carry
+    idempotent: bool  # honours idempotency keys (a resend cannot duplicate)
 
     def open(self) -> None:
         """Connect or create the session; called once before the first push."""
