@@ -332,6 +332,7 @@ def _run(
 ) -> tuple[str | None, int]:
     """The work loop; returns (None when done or why it paused, messages sent)."""
     from .store import ledger as lg
+    from .store.audience import recipients_by_id
 
     pset = settings.provider
     limiter = RateLimiter(pset.rate_per_second)
@@ -366,9 +367,7 @@ def _run(
                 claimed = lg.claim(engine, campaign.id, pset.batch_size, now)
                 if not claimed:
                     break
-                recipients = lg.recipients_by_id(
-                    engine, list_name, [c.subscriber_id for c in claimed]
-                )
+                recipients = recipients_by_id(engine, list_name, [c.subscriber_id for c in claimed])
                 gone = [c for c in claimed if c.subscriber_id not in recipients]
                 if gone:
                     lg.record(engine, [lg.Outcome(c.id, "failed", error=LEFT) for c in gone])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.errors import NotFound
 from pipeline.store.db import reading
 from pipeline.store.lists import list_id_conn
 from pipeline.store.schema import memberships, subscribers, suppressions
@@ -46,6 +47,19 @@ def _audience_query(list_id: int) -> sa.Select:
     )
 
 
+def _recipient(r: sa.Row, list_id: int) -> Recipient:
+    return Recipient(
+        subscriber_id=r.id,
+        email=r.email,
+        name=r.name,
+        list_id=list_id,
+        membership_id=r.mid,
+        unsubscribe_token=unsubscribe_token(r.token_key, r.mid, r.consent_seq),
+        unsubscribe_all_token=unsubscribe_all_token(r.token_key, r.id, r.all_seq),
+        preferences_token=preferences_token(r.token_key, r.id),
+    )
+
+
 def audience(engine: Engine, list_name: str, batch_size: int = 1000) -> Iterator[Recipient]:
     """Yield the recipients of ``list_name`` ordered by subscriber id, ``batch_size`` at a time.
 
@@ -64,19 +78,27 @@ def audience(engine: Engine, list_name: str, batch_size: int = 1000) -> Iterator
         with reading(engine) as conn:
             rows = conn.execute(query.where(key > after)).all()
         for r in rows:
-            yield Recipient(
-                subscriber_id=r.id,
-                email=r.email,
-                name=r.name,
-                list_id=list_id,
-                membership_id=r.mid,
-                unsubscribe_token=unsubscribe_token(r.token_key, r.mid, r.consent_seq),
-                unsubscribe_all_token=unsubscribe_all_token(r.token_key, r.id, r.all_seq),
-                preferences_token=preferences_token(r.token_key, r.id),
-            )
+            yield _recipient(r, list_id)
         if len(rows) < batch_size:
             return
         after = rows[-1].id
+
+
+def recipients_by_id(
+    engine: Engine, list_name: str, subscriber_ids: Sequence[int]
+) -> dict[int, Recipient]:
+    """The current audience members among ``subscriber_ids`` (the others left or are
+    suppressed), with fresh link tokens: what a resumed send may still mail."""
+    if not subscriber_ids:
+        return {}
+    with reading(engine) as conn:
+        list_id = list_id_conn(conn, list_name)
+        if list_id is None:
+            raise NotFound(f"no list {list_name!r}")
+        rows = conn.execute(
+            _audience_query(list_id).where(subscribers.c.id.in_(list(subscriber_ids)))
+        ).all()
+    return {r.id: _recipient(r, list_id) for r in rows}
 
 
 def audience_count(engine: Engine, list_name: str) -> int:

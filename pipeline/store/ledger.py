@@ -18,12 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline.errors import NotFound, SendError
-from pipeline.store.audience import Recipient, _audience_query
+from pipeline.errors import SendError
 from pipeline.store.db import as_utc, reading, transaction, utcnow
-from pipeline.store.lists import list_id_conn
 from pipeline.store.schema import UTC_TIME, BigId, metadata, subscribers
-from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsubscribe_token
 
 STATES = ("pending", "inflight", "sent", "failed", "unknown")
 CAMPAIGN_STATES = ("sending", "paused", "sent")
@@ -480,35 +477,6 @@ def timing(engine: Engine, campaign_id: int) -> tuple[datetime | None, datetime 
             )
         ).one()
     return as_utc(row[0]), as_utc(row[1])
-
-
-def recipients_by_id(
-    engine: Engine, list_name: str, subscriber_ids: Sequence[int]
-) -> dict[int, Recipient]:
-    """The current audience members among ``subscriber_ids`` (the others left or are
-    suppressed), with fresh link tokens."""
-    if not subscriber_ids:
-        return {}
-    with reading(engine) as conn:
-        list_id = list_id_conn(conn, list_name)
-        if list_id is None:
-            raise NotFound(f"no list {list_name!r}")
-        rows = conn.execute(
-            _audience_query(list_id).where(subscribers.c.id.in_(list(subscriber_ids)))
-        ).all()
-    return {
-        r.id: Recipient(
-            subscriber_id=r.id,
-            email=r.email,
-            name=r.name,
-            list_id=list_id,
-            membership_id=r.mid,
-            unsubscribe_token=unsubscribe_token(r.token_key, r.mid, r.consent_seq),
-            unsubscribe_all_token=unsubscribe_all_token(r.token_key, r.id, r.all_seq),
-            preferences_token=preferences_token(r.token_key, r.id),
-        )
-        for r in rows
-    }
 
 
 def release_claims(engine: Engine, ids: Sequence[int], next_attempt_at: datetime | None) -> None:
