@@ -4,7 +4,6 @@ and can refuse (4xx/5xx) or drop the connection for chosen recipients."""
 from __future__ import annotations
 
 import re
-import socket
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -13,11 +12,7 @@ from pathlib import Path
 
 import pytest
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port
 
 
 @dataclass

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port, serve_in_thread
+
 
 def _set_status(path: Path, status: str) -> None:
     text = path.read_text(encoding="utf-8")
@@ -192,19 +194,11 @@ def live_public(published: Path, web_env):
 
     Yields (base_url, settings, engine).
     """
-    import socket
-    import threading
-    import time
-
-    import uvicorn
-
     from pipeline.config import load_settings
     from pipeline.store import open_store
     from pipeline.web.public import create_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     toml = published / "brief.toml"
     toml.write_text(
@@ -213,22 +207,6 @@ def live_public(published: Path, web_env):
     )
     settings = load_settings(toml, env=web_env)
     engine = open_store(settings.database.url)
-    config = uvicorn.Config(
-        create_app(settings, engine=engine),
-        host="127.0.0.1",
-        port=port,
-        access_log=False,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the public server did not start")
-        time.sleep(0.02)
-    yield base, settings, engine
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(settings, engine=engine), port, access_log=False):
+        yield base, settings, engine
     engine.dispose()

@@ -161,7 +161,7 @@ def test_stop_event_finishes_the_batch_in_flight_and_pauses(project, smtp_sink):
 
 
 def test_unreachable_server_pauses_nothing_and_loses_nobody(project, smtp_sink):
-    from tests.fixtures_send import free_port
+    from tests.servers import free_port
 
     settings, engine, library, issue, _ = _setup(project, smtp_sink, 3)
     set_keys(project, "provider.smtp", port=free_port())
