@@ -17,13 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import jinja2
-from markdown_it import MarkdownIt
-from markupsafe import Markup
-
 from .config import Settings
 from .content import GlossaryEntry, Issue, Library, MuseumStory
-from .errors import RenderError
+from .templating import environment, render_template
 
 STATIC_FILES = ("style.css",)
 
@@ -106,35 +102,9 @@ def sent_at(issue: Issue, settings: Settings) -> datetime:
     return datetime.combine(issue.date, sched.send_time, tzinfo=sched.timezone)
 
 
-def web_environment(settings: Settings) -> jinja2.Environment:
-    """Jinja2 over the newsletter's ``templates/`` with the web filters (markdown)."""
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(settings.root / "templates")),
-        autoescape=jinja2.select_autoescape(("html", "html.j2", "xml")),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    # Raw HTML in content is not rendered: the archive's CSP and escaping stay simple.
-    md = MarkdownIt("commonmark", {"html": False, "typographer": False})
-    env.filters["markdown"] = lambda text: Markup(md.render(text or ""))
-    env.globals["newsletter"] = settings.newsletter
-    return env
-
-
-def render_template(env: jinja2.Environment, template: str, /, **values) -> str:
-    """Render one template; template failures become a RenderError naming it."""
-    try:
-        return env.get_template(template).render(**values)
-    except jinja2.TemplateError as exc:
-        where = getattr(exc, "filename", None) or template
-        line = getattr(exc, "lineno", None)
-        raise RenderError(f"{where}{f':{line}' if line else ''}: {exc}") from None
-
-
 def pages(library: Library, settings: Settings) -> dict[str, Page]:
     """Every page of the archive by URL path, each rendered only when asked for."""
-    env = web_environment(settings)
+    env = environment(settings)
     arc = archive(library)
     common = {"archive": arc, "issue_path": issue_path}
 

@@ -26,7 +26,8 @@ from starlette.routing import Route
 from ..config import Settings
 from ..content import Library
 from ..errors import BriefError, NotFound, StoreError, TokenError
-from ..site import archive, issue_path, pages, render_template, web_environment
+from ..site import archive, issue_path, pages
+from ..templating import environment, render_template
 from ..webhooks import mailgun, postmark, resend, sendgrid, ses
 from ..webhooks.common import BadPayload, Unverified
 from ..webhooks.events import apply_events
@@ -106,7 +107,7 @@ def create_app(
         sns=sns_trust or ses.SnsTrust(),
         load_library=load_library or _default_loader(settings),
     )
-    env = web_environment(settings)
+    env = environment(settings)
     base_origin = origin_of(settings.newsletter.base_url)
 
     def page(
