@@ -153,8 +153,9 @@ def subscribers_add(
     """Subscribe EMAIL; without --confirmed they get a confirmation email (double opt-in)."""
     from pipeline.store import add_subscriber
 
+    engine = env.engine()
     result = add_subscriber(
-        env.engine(),
+        engine,
         email,
         name=name,
         list_name=list_name or _default_list(env),
@@ -164,9 +165,27 @@ def subscribers_add(
     what = "added" if result.changed else "unchanged:"
     click.echo(f"{what} {result.email} on {result.list_name} ({result.status})")
     if result.needs_confirmation and result.confirm_token:
-        click.echo(
-            "a confirmation email is due; link: " + _link(env, "confirm", result.confirm_token)
+        _send_confirmation(env, engine, result, name)
+
+
+def _send_confirmation(env: Any, engine: Any, result: Any, name: str | None) -> None:
+    """Mail the pending member their link; the link itself is theirs, never printed."""
+    from pipeline.errors import ProviderError
+    from pipeline.notices import send_confirmation
+    from pipeline.store import show
+
+    if name is None:
+        name = show(engine, result.email).name  # greet a returning person by their name
+    provider = env.settings.provider.name
+    sent = send_confirmation(
+        env.settings, result.email, name, result.list_name, result.confirm_token
+    )
+    if not sent.ok:
+        raise ProviderError(
+            f"confirmation email to {result.email} not sent through {provider}: {sent.reason} "
+            "(the membership stays pending; run the same add again to re-send)"
         )
+    click.echo(f"confirmation email sent to {result.email} through {provider}")
 
 
 @subscribers.command("list")
@@ -300,7 +319,11 @@ def subscribers_unsubscribe(env: Any, email: str, list_name: str | None, source:
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--list", "list_name", help="List (default: newsletter.default_list).")
-@click.option("--confirmed", is_flag=True, help="Consent already confirmed; needs --source.")
+@click.option(
+    "--confirmed",
+    is_flag=True,
+    help="Consent already confirmed; needs --source. Without it rows are pending, unmailed.",
+)
 @click.option("--source", default=None, help="Where the consent was collected.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
@@ -312,7 +335,11 @@ def subscribers_import(
     source: str | None,
     as_json: bool,
 ) -> None:
-    """Import FILE.csv (header with an email column; name and other columns optional)."""
+    """Import FILE.csv (header with an email column; name and other columns optional).
+
+    Import is silent: rows imported without --confirmed stay pending and get no email.
+    To ask one of them, run `brief subscribers add EMAIL`, which sends the confirmation.
+    """
     from pipeline.store import import_csv
 
     report = import_csv(

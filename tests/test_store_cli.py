@@ -16,7 +16,8 @@ def test_db_upgrade_reports_the_revision(brief):
 def test_add_show_and_count_through_the_cli(brief):
     out = brief("subscribers", "add", "Ann@Example.org", "--name", "Ann")
     assert out.code == 0, out.err
-    assert "pending" in out.out and "/confirm/" in out.out
+    assert "pending" in out.out and "/confirm/" not in out.out
+    assert "confirmation email sent to Ann@example.org through outbox" in out.out
     shown = json.loads(brief("subscribers", "show", "ann@example.org", "--json").out)
     assert shown["email"] == "Ann@example.org"
     assert [e["kind"] for e in shown["events"]] == ["subscribed"]

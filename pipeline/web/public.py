@@ -26,7 +26,8 @@ from starlette.routing import Route
 from ..config import Settings
 from ..content import Library
 from ..errors import BriefError, NotFound, StoreError, TokenError
-from ..site import archive, issue_path, pages
+from ..providers.base import Result
+from ..site import pages
 from ..templating import environment, render_template
 from ..webhooks import mailgun, postmark, resend, sendgrid, ses
 from ..webhooks.common import BadPayload, Unverified
@@ -150,50 +151,23 @@ def create_app(
     # -- mail -------------------------------------------------------------------------
 
     def send_confirmation(email: str, name: str | None, list_name: str, token: str) -> None:
-        values = {
-            "name": name or "",
-            "list_name": list_name,
-            "confirm_url": f"{settings.newsletter.base_url}/confirm/{token}",
-        }
-        _send(
-            f"Confirm your subscription to {settings.newsletter.name}",
-            "confirm",
-            email,
-            name,
-            values,
-        )
+        from ..notices import send_confirmation as notice
+
+        _report("confirmation", notice(settings, email, name, list_name, token, env))
 
     def send_welcome(email: str, name: str | None, list_name: str) -> None:
-        from ..store import show
+        from ..notices import send_welcome as notice
 
-        detail = show(engine, email)
-        unsub = next(m.unsubscribe_token for m in detail.memberships if m.list_name == list_name)
-        latest = None
         try:
-            arc = archive(state.library())
-            if arc.issues:
-                issue = arc.issues[0]
-                url = f"{settings.newsletter.base_url}{issue_path(issue)}"
-                latest = {"subject": issue.subject, "url": url}
+            library: Library | None = state.library()
         except BriefError:  # broken content must not cost a new subscriber the welcome
-            latest = None
-        values = {
-            "name": name or "",
-            "list_name": list_name,
-            "latest": latest,
-            "unsubscribe_url": f"{settings.newsletter.base_url}/unsubscribe/{unsub}",
-        }
-        _send(f"Welcome to {settings.newsletter.name}", "welcome", email, name, values)
+            library = None
+        _report("welcome", notice(settings, engine, library, email, name, list_name, env))
 
-    def _send(subject: str, template: str, email: str, name: str | None, values: dict) -> None:
-        from ..send import send_one
-
-        text = render_template(env, f"email/{template}.txt.j2", **values)
-        html = render_template(env, f"email/{template}.html.j2", **values)
-        result = send_one(settings, email, name, subject, html, text)
+    def _report(kind: str, result: Result) -> None:
         if not result.ok:
             # No address and no token in the log: only what failed and why.
-            log.warning("%s email not sent: %s", template, result.reason)
+            log.warning("%s email not sent: %s", kind, result.reason)
 
     # -- subscribe ----------------------------------------------------------------------
 
