@@ -360,6 +360,11 @@ def _run(
     ahead = max(2, 2 * len(providers))
     try:
         while True:
+            # Beat while waiting too (for a slow batch, for a retry that is not due yet):
+            # a holder silent for STALE_AFTER is taken for dead and another send may start.
+            if time.monotonic() - last_beat > HEARTBEAT_EVERY:
+                lg.heartbeat(engine, campaign.id, campaign.holder)
+                last_beat = time.monotonic()
             if stop.is_set() and reason is None:
                 reason = "stopped before the end; run the send again to resume"
             while reason is None and in_flight < ahead:
@@ -386,7 +391,10 @@ def _run(
                 if wait > 0 and stop.wait(min(wait, 1.0)):
                     continue
                 continue
-            chunk = done_q.get()
+            try:
+                chunk = done_q.get(timeout=HEARTBEAT_EVERY)
+            except queue.Empty:
+                continue
             in_flight -= 1
             outcomes, suppressions, sent, outage_hit, fatal = _judge(
                 chunk, settings, limiter, retry_base, guard
@@ -409,9 +417,6 @@ def _run(
                 reason = guard.reason()
             if reason is not None:
                 _drain(inbox, engine)
-            if time.monotonic() - last_beat > HEARTBEAT_EVERY:
-                lg.heartbeat(engine, campaign.id, lg.holder_name())
-                last_beat = time.monotonic()
             if progress is not None:
                 elapsed = time.monotonic() - run_start
                 progress(

@@ -133,3 +133,82 @@ def subscribe_many(engine, count: int, list_name: str = "main", start: int = 1) 
         )
         emails.append(email)
     return emails
+
+
+# ---------------------------------------------------------------------------
+# Campaigns on each backend (SQLite and the local PostgreSQL)
+
+
+@dataclass(frozen=True)
+class SendEnv:
+    """A newsletter pointed at the SMTP sink, with its store on one backend."""
+
+    project: Path
+    settings: object
+    engine: object
+    library: object
+    issue: object
+    sink: Sink
+    backend: str
+
+    def send(self, **kw):
+        """``send_campaign`` of issue 1 to the main list, with quick retries."""
+        from pipeline.send import send_campaign
+
+        kw.setdefault("retry_base", 0.02)
+        return send_campaign(self.engine, self.settings, self.library, self.issue, "main", **kw)
+
+
+class _GatedHandler(_Handler):
+    """Holds every message at DATA until ``sink.gate`` opens (an "in the middle of a send")."""
+
+    async def handle_DATA(self, server, session, envelope):
+        import asyncio
+
+        self.sink.arrived.set()
+        while not self.sink.gate.is_set():
+            await asyncio.sleep(0.01)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture
+def gated_sink() -> Iterator[Sink]:
+    """Like ``smtp_sink``, but each message waits at DATA until ``sink.gate.set()``."""
+    from aiosmtpd.controller import Controller
+
+    sink = Sink(port=free_port())
+    sink.gate = threading.Event()  # type: ignore[attr-defined]
+    sink.arrived = threading.Event()  # type: ignore[attr-defined]
+    controller = Controller(
+        _GatedHandler(sink), hostname="127.0.0.1", port=sink.port, data_size_limit=None
+    )
+    controller.start()
+    try:
+        yield sink
+    finally:
+        sink.gate.set()
+        controller.stop()
+
+
+@pytest.fixture
+def send_env(project: Path, store_url: str):
+    """Make a ``SendEnv``: brief.toml pointed at a sink and at ``store_url`` (each backend)."""
+    from pipeline.config import load_settings
+    from pipeline.content import load_library
+    from pipeline.store import open_store
+
+    engines = []
+
+    def make(sink: Sink, **provider: object) -> SendEnv:
+        use_smtp(project, sink, **provider)
+        set_keys(project, "database", url=f'"{store_url}"')
+        settings = load_settings(project / "brief.toml", env={})
+        engine = open_store(settings.database.url)
+        engines.append(engine)
+        library = load_library(settings.root)
+        backend = engine.dialect.name
+        return SendEnv(project, settings, engine, library, library.issue(1), sink, backend)
+
+    yield make
+    for engine in engines:
+        engine.dispose()

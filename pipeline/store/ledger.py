@@ -9,6 +9,7 @@ run turns into ``unknown``: the provider may or may not have taken them.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -99,17 +100,22 @@ class Claimed:
 
 
 def holder_name() -> str:
-    """Who is sending: ``host:pid``."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who is sending: ``host:pid:nonce``, new for every send, so that two sends in one
+    process (the daemon's and an operator's thread) are told apart."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime) -> bool:
     if not holder:
         return False
-    host, _, pid = holder.rpartition(":")
+    host, _, rest = holder.partition(":")
+    pid, _, nonce = rest.partition(":")
+    fresh = heartbeat is not None and now - as_utc(heartbeat) < STALE_AFTER
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():
-            return False  # ourselves, from an earlier call in this process
+            # Another send of this very process: alive while it beats. A name without a
+            # nonce is from before sends were told apart: an earlier, finished call.
+            return bool(nonce) and fresh
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
@@ -117,7 +123,7 @@ def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime)
         except PermissionError:
             return True
         return True
-    return heartbeat is not None and now - as_utc(heartbeat) < STALE_AFTER
+    return fresh
 
 
 def _campaign(row: sa.Row) -> Campaign:
@@ -172,30 +178,30 @@ def start_campaign(
 ) -> Campaign:
     """Create or resume the campaign and hold it; SendError while another sender holds it."""
     now = utcnow()
+    key = (campaigns.c.issue_number == issue_number, campaigns.c.list_name == list_name)
     with transaction(engine) as conn:
-        row = conn.execute(
-            sa.select(campaigns).where(
-                campaigns.c.issue_number == issue_number, campaigns.c.list_name == list_name
+        # Write before reading. SQLite then holds the write lock for the whole check (a
+        # read that later writes fails at once if another sender wrote in between), and
+        # PostgreSQL makes a concurrent creator wait here instead of both going ahead.
+        cid = conn.execute(
+            _insert_ignoring(conn, campaigns, ["issue_number", "list_name"])
+            .values(
+                issue_number=issue_number,
+                list_name=list_name,
+                provider=provider,
+                subject=subject[:500],
+                content_commit=content_commit[:64],
+                state="sending",
+                holder=holder,
+                heartbeat=now,
+                created_at=now,
+                started_at=now,
             )
-        ).first()
-        if row is None:
-            cid = conn.execute(
-                campaigns.insert()
-                .values(
-                    issue_number=issue_number,
-                    list_name=list_name,
-                    provider=provider,
-                    subject=subject[:500],
-                    content_commit=content_commit[:64],
-                    state="sending",
-                    holder=holder,
-                    heartbeat=now,
-                    created_at=now,
-                    started_at=now,
-                )
-                .returning(campaigns.c.id)
-            ).scalar_one()
-        else:
+            .returning(campaigns.c.id)
+        ).scalar_one_or_none()
+        if cid is None:
+            # FOR UPDATE: two senders resuming at once must not both see a dead holder.
+            row = conn.execute(sa.select(campaigns).where(*key).with_for_update()).one()
             if row.holder != holder and _holder_alive(row.holder, row.heartbeat, now):
                 raise SendError(
                     f"issue {issue_number:03d} to list {list_name!r} is being sent right now "
@@ -250,15 +256,10 @@ def set_state(
         conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(**values))
 
 
-def _insert_ignoring_duplicates(conn: Connection):
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(deliveries).on_conflict_do_nothing(
-            index_elements=["issue_number", "subscriber_id"]
-        )
-    return sqlite.insert(deliveries).on_conflict_do_nothing(
-        index_elements=["issue_number", "subscriber_id"]
-    )
+def _insert_ignoring(conn: Connection, table: sa.Table, unique: list[str]):
+    """INSERT ... ON CONFLICT (``unique``) DO NOTHING in the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
 def enqueue(
@@ -282,7 +283,7 @@ def enqueue(
     ]
     with transaction(engine) as conn:
         before = _count(conn, campaign_id)
-        conn.execute(_insert_ignoring_duplicates(conn), rows)
+        conn.execute(_insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"]), rows)
         return _count(conn, campaign_id) - before
 
 
@@ -320,19 +321,28 @@ def claim(engine: Engine, campaign_id: int, limit: int, now: datetime) -> list[C
     """Mark up to ``limit`` due pending rows in flight, lowest subscriber id first."""
     d = deliveries.c
     due = sa.or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)
+    pick = (
+        sa.select(d.id)
+        .where(d.campaign_id == campaign_id, d.state == "pending", due)
+        .order_by(d.subscriber_id)
+        .limit(limit)
+    )
+    if engine.dialect.name == "postgresql":
+        # Under READ COMMITTED two claimers would pick the same rows; skip the locked ones.
+        pick = pick.with_for_update(skip_locked=True)
+    # MATERIALIZED: as a plain IN (subquery) PostgreSQL rescans the LIMIT per row,
+    # skipping the rows it has just moved, and so claims the whole campaign.
+    picked = pick.cte("picked").prefix_with("MATERIALIZED")
+    # One statement that returns only the rows it moved: a row is handed out once,
+    # and SQLite takes its write lock up front instead of failing on an upgrade.
     with transaction(engine) as conn:
         rows = conn.execute(
-            sa.select(d.id, d.subscriber_id, d.attempts)
-            .where(d.campaign_id == campaign_id, d.state == "pending", due)
-            .order_by(d.subscriber_id)
-            .limit(limit)
+            deliveries.update()
+            .where(d.id.in_(sa.select(picked.c.id)), d.state == "pending")
+            .values(state="inflight", updated_at=now)
+            .returning(d.id, d.subscriber_id, d.attempts)
         ).all()
-        if rows:
-            conn.execute(
-                deliveries.update()
-                .where(d.id.in_([r.id for r in rows]), d.state == "pending")
-                .values(state="inflight", updated_at=now)
-            )
+    rows.sort(key=lambda r: r.subscriber_id)
     return [Claimed(r.id, r.subscriber_id, r.attempts) for r in rows]
 
 
