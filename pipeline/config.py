@@ -35,6 +35,7 @@ PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "username": (str, ""),
         "timeout": ((int, float), 30),
         "local_hostname": (str, ""),
+        "ca_file": (str, ""),
     },
     "postmark": {
         "base_url": (str, "https://api.postmarkapp.com"),

@@ -212,3 +212,189 @@ def send_env(project: Path, store_url: str):
     yield make
     for engine in engines:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------
+# SMTP over TLS: a private CA made at test time, and aiosmtpd speaking STARTTLS or TLS
+
+SMTP_USER = "brief-sender"
+SMTP_PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files of a test CA and two server certificates it signed."""
+
+    ca: Path
+    cert: Path  # for 127.0.0.1 and localhost
+    key: Path
+    other_cert: Path  # for mail.example.org only: the wrong host for a loopback server
+    other_key: Path
+
+
+def _issue_cert(ca_key, ca_name, names: list, key_path: Path, cert_path: Path, now) -> None:
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, str(names[0].value))]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory) -> TlsFiles:
+    """A throwaway CA and server certificates, generated with ``cryptography``."""
+    import ipaddress
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Brief test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(
+        ca=folder / "ca.pem",
+        cert=folder / "server.pem",
+        key=folder / "server.key",
+        other_cert=folder / "other.pem",
+        other_key=folder / "other.key",
+    )
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    loopback = [
+        x509.DNSName("localhost"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    _issue_cert(ca_key, ca_name, loopback, files.key, files.cert, now)
+    _issue_cert(
+        ca_key, ca_name, [x509.DNSName("mail.example.org")], files.other_key, files.other_cert, now
+    )
+    return files
+
+
+class _TlsHandler(_Handler):
+    """Records, per message, whether the session was encrypted and who logged in."""
+
+    async def handle_DATA(self, server, session, envelope):
+        with self.sink.lock:
+            encrypted = server.transport.get_extra_info("ssl_object") is not None
+            self.sink.sessions.append((encrypted, session.auth_data))
+        return await super().handle_DATA(server, session, envelope)
+
+
+def _authenticator(server, session, envelope, mechanism, auth_data):
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == SMTP_USER.encode()
+        and auth_data.password == SMTP_PASSWORD.encode()
+    )
+    # handled=False: aiosmtpd answers 535 itself (handled=True would leave the client waiting).
+    return AuthResult(success=ok, handled=False, auth_data=auth_data.login if ok else None)
+
+
+@pytest.fixture
+def tls_smtp(tls_files: TlsFiles):
+    """Start aiosmtpd with ``mode`` "starttls" (required, then AUTH required) or "implicit"
+    (TLS from the first byte, AUTH offered); ``wrong_host`` serves the certificate made
+    for another name. Returns the server's Sink."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+
+    controllers = []
+
+    def start(mode: str, wrong_host: bool = False) -> Sink:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        if wrong_host:
+            context.load_cert_chain(tls_files.other_cert, tls_files.other_key)
+        else:
+            context.load_cert_chain(tls_files.cert, tls_files.key)
+        sink = Sink(port=free_port())
+        sink.sessions = []  # type: ignore[attr-defined]
+        options: dict = {"authenticator": _authenticator}
+        if mode == "starttls":
+            options.update(
+                tls_context=context,
+                require_starttls=True,
+                auth_required=True,
+                auth_require_tls=True,
+            )
+        else:
+            # aiosmtpd counts only STARTTLS as encryption for AUTH, so on an implicit-TLS
+            # socket it must be told not to insist; the sessions record shows the login.
+            options.update(ssl_context=context, auth_require_tls=False)
+        controller = Controller(
+            _TlsHandler(sink), hostname="127.0.0.1", port=sink.port, data_size_limit=None, **options
+        )
+        controller.start()
+        controllers.append(controller)
+        return sink
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+def use_tls_smtp(project: Path, sink: Sink, tls: str, ca_file: Path | None, user: str) -> None:
+    """Point brief.toml at a TLS sink: ``tls`` mode, the CA to trust, the login name."""
+    use_smtp(project, sink)
+    values: dict[str, object] = {"tls": f'"{tls}"', "username": f'"{user}"'}
+    if ca_file is not None:
+        values["ca_file"] = f'"{ca_file}"'
+    set_keys(project, "provider.smtp", **values)

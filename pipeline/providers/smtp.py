@@ -15,6 +15,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Sequence
+from pathlib import Path
 
 from ..config import Settings
 from ..errors import ConfigError, ProviderError
@@ -38,6 +39,22 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _tls_context(ca_file: str, root: Path) -> ssl.SSLContext:
+    """Verifying TLS context: the system's trust store, or only ``ca_file`` when set."""
+    if not ca_file:
+        return ssl.create_default_context()
+    path = Path(ca_file).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ConfigError(f"provider.smtp.ca_file: no such file {str(path)!r}")
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError(
+            f"provider.smtp.ca_file: {str(path)!r} holds no PEM certificate ({exc.reason})"
+        ) from None
+
+
 def _text(resp: bytes | str) -> str:
     text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
     return " ".join(text.split())[:300]
@@ -59,6 +76,7 @@ class SmtpProvider:
         self.timeout = float(t.get("timeout", 30))
         self.local_hostname = str(t.get("local_hostname", "")) or None
         self.password = settings.secret("BRIEF_SMTP_PASSWORD")
+        self.ssl_context = _tls_context(str(t.get("ca_file", "")), settings.root)
         self.envelope_from = settings.newsletter.from_address
         if self.tls == "none" and not _is_loopback(self.host):
             raise ConfigError(
@@ -89,7 +107,7 @@ class SmtpProvider:
                     self.port,
                     local_hostname=self.local_hostname,
                     timeout=self.timeout,
-                    context=ssl.create_default_context(),
+                    context=self.ssl_context,
                 )
             else:
                 conn = smtplib.SMTP(
@@ -97,16 +115,24 @@ class SmtpProvider:
                 )
             conn.ehlo()
             if self.tls == "starttls":
-                conn.starttls(context=ssl.create_default_context())
+                conn.starttls(context=self.ssl_context)
                 conn.ehlo()
             if self.username:
                 conn.login(self.username, self.password or "")
         except smtplib.SMTPAuthenticationError as exc:
             raise ProviderError(
-                f"smtp: {where} refused the login for {self.username!r}: {exc.smtp_code}"
+                f"smtp: {where} refused the login for {self.username!r}: {exc.smtp_code} "
+                f"{_text(exc.smtp_error)} (check provider.smtp.username and BRIEF_SMTP_PASSWORD)"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            # Not an outage: retrying will not make the certificate right.
+            raise ProviderError(
+                f"smtp: {where} presented a certificate that is not trusted: "
+                f"{exc.verify_message or exc.reason} (check provider.smtp.host, or "
+                "provider.smtp.ca_file for a private CA)"
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
-            raise ProviderError(f"smtp: {where} does not support {exc}") from None
+            raise ProviderError(f"smtp: {where}: {exc}") from None
         except smtplib.SMTPResponseException as exc:
             if 400 <= exc.smtp_code < 500:
                 raise ProviderUnavailable(
