@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import StoreError
+from .store.db import read_connection
 
 log = logging.getLogger("brief.lock")
 
@@ -118,7 +119,7 @@ def fence(conn: Connection, name: str, holder: str, now: datetime) -> None:
 
 def holder_of(engine: Engine, name: str) -> tuple[str, datetime] | None:
     """Who holds ``name`` and until when (expired rows included), or None."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         row = conn.execute(
             sa.select(locks.c.holder, locks.c.expires_at).where(locks.c.name == name)
         ).first()

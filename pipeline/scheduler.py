@@ -32,6 +32,7 @@ from .config import Schedule, Settings
 from .content import Issue, Library
 from .errors import BriefError
 from .lock import DAEMON_LOCK, fence
+from .store.db import read_connection
 
 log = logging.getLogger("brief.scheduler")
 
@@ -209,7 +210,7 @@ def read_state(
     issues that claim them."""
     days = sorted({s.date() for s in slots})
     events: dict[date, set[str]] = {}
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         rows = conn.execute(
             sa.select(slot_events.c.slot, slot_events.c.kind).where(slot_events.c.slot.in_(days))
         )
@@ -231,7 +232,7 @@ def read_state(
 def _campaign_progress(engine: Engine, issue: Issue, list_name: str) -> str | None:
     """'sent' when the ledger shows the campaign finished, the pause reason when the
     guard paused it, None when it has not started or can simply resume."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         row = conn.execute(
             sa.select(_campaigns.c.state, _campaigns.c.pause_reason).where(
                 _campaigns.c.issue_number == issue.number, _campaigns.c.list_name == list_name

@@ -43,6 +43,9 @@ def _describe(url: str) -> str:
         return "<unparseable url>"
 
 
+READ_ONLY = "brief_read_only"
+
+
 def make_engine(url: str) -> Engine:
     """Create an engine with Brief's connection settings, without migrating."""
     try:
@@ -83,7 +86,12 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # Writers take the write lock up front: a deferred transaction that reads and
+        # then writes fails at once with "database is locked" when another writer got in
+        # between, and the busy timeout cannot save it. Readers stay deferred, so WAL
+        # lets them run beside a writer.
+        read_only = conn.get_execution_options().get(READ_ONLY)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _alembic_config() -> Config:
@@ -150,11 +158,16 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         raise StoreError(f"database error: {_short(exc)}") from None
 
 
+def read_connection(engine: Engine) -> Connection:
+    """A connection for reading only (on SQLite its transactions do not take the write lock)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A read-only connection; database failures come out as ``StoreError``."""
     try:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             yield conn
     except SQLAlchemyError as exc:
         raise StoreError(f"database error: {_short(exc)}") from None

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from pipeline.errors import StoreError
-from pipeline.store.db import utcnow
+from pipeline.store.db import read_connection, utcnow
 from pipeline.store.events import log_event
 from pipeline.store.normalise import hash_normalised, normalise_email
 from pipeline.store.schema import subscribers
@@ -46,7 +46,7 @@ class Applied:
 
 def seen(engine: Engine, provider: str, event_id: str) -> bool:
     """Whether this provider event was already applied."""
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         return (
             conn.execute(
                 sa.select(sa.literal(1)).where(
