@@ -10,10 +10,13 @@ these, never web errors; the web apps translate them into pages.
     ├── RenderError          a template, Markdown or MJML failure (names template) exit 1
     ├── StoreError           the database refused or is unreachable               exit 1
     │   ├── NotFound         no such list, subscriber, issue…                     exit 1
-    │   └── ImportRefused    an import file is malformed; nothing was changed     exit 1
+    │   ├── ImportRefused    an import file is malformed; nothing was changed     exit 1
+    │   └── LockLost         the daemon's database lock went to another daemon    exit 1
     ├── TokenError           a link token is malformed, forged or stale           exit 1
     ├── ProviderError        a mail provider failed as a whole                    exit 1
+    │   └── ProviderUnavailable  it cannot be reached for now: retry later        exit 1
     └── SendError            a send was refused or paused                         exit 1
+        └── AddressRefused   an address that cannot go into a To header           exit 1
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ class ImportRefused(StoreError):
     """An import file is malformed; the import changed nothing."""
 
 
+class LockLost(StoreError):
+    """This process no longer holds the lock it needed for what it was about to commit."""
+
+
 class TokenError(BriefError):
     """A link token is malformed, forged, or no longer valid."""
 
@@ -81,5 +88,13 @@ class ProviderError(BriefError):
     """A mail provider failed as a whole (not one recipient)."""
 
 
+class ProviderUnavailable(ProviderError):
+    """The provider cannot be reached for now (refused, timed out): retry later."""
+
+
 class SendError(BriefError):
     """A send was refused (unapproved issue, no recipients) or paused."""
+
+
+class AddressRefused(SendError):
+    """A recipient address that cannot go into a To header as it is."""

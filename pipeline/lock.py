@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .errors import StoreError
+from .errors import LockLost, StoreError
 from .store.db import read_connection
 
 log = logging.getLogger("brief.lock")
@@ -38,10 +38,6 @@ locks = sa.Table(
     sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("heartbeat", sa.DateTime(timezone=True), nullable=False),
 )
-
-
-class LockLost(StoreError):
-    """This process no longer holds the lock it needed for what it was about to commit."""
 
 
 def new_holder() -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Settings
-from .errors import SendError
+from .errors import AddressRefused, SendError
 from .providers.base import Content, OutgoingMessage
 
 # The contract with pipeline.render; kept equal to render.PLACEHOLDERS (a test checks)
@@ -41,10 +41,6 @@ TEST_PREFIX = "[TEST] "
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 _ATEXT_ADDR = re.compile(r"^[\x21-\x7e]+@[A-Za-z0-9.-]+$")
 _PLAIN_NAME = re.compile(r"^[A-Za-z0-9 !#$%&'*+\-/=?^_`{|}~.]*$")
-
-
-class AddressRefused(SendError):
-    """A recipient address that cannot go into a To header as it is."""
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,9 @@ from sqlalchemy.engine import Engine
 
 from .config import Settings
 from .content import Issue, Library
-from .errors import ProviderError, SendError
+from .errors import ProviderError, ProviderUnavailable, SendError
 from .message import MessageFactory, sample_values, test_copy
-from .providers import UNKNOWN_PREFIX, ProviderUnavailable, load_provider
+from .providers import UNKNOWN_PREFIX, load_provider
 from .providers.base import OutgoingMessage, Provider, Result
 from .ratelimit import RateLimiter
 

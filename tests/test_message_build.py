@@ -128,7 +128,8 @@ def test_non_ascii_names_and_domains_are_encoded(settings):
 
 
 def test_addresses_with_spaces_or_newlines_are_refused(settings):
-    from pipeline.message import AddressRefused, MessageFactory
+    from pipeline.errors import AddressRefused
+    from pipeline.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="x")
     for bad in ("a b@example.com", "a@example.com\r\nBcc: x@y.z", "josé@example.com"):

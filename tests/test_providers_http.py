@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import pytest
 from werkzeug import Response
 
-from pipeline.errors import ProviderError
-from pipeline.providers import UNKNOWN_PREFIX, ProviderUnavailable, load_provider
+from pipeline.errors import ProviderError, ProviderUnavailable
+from pipeline.providers import UNKNOWN_PREFIX, load_provider
 from pipeline.providers.base import Provider
 from pipeline.providers.mailgun import MailgunProvider
 from pipeline.providers.postmark import PostmarkProvider

@@ -9,17 +9,13 @@ from __future__ import annotations
 from importlib.metadata import EntryPoint, entry_points
 
 from ..config import Settings
-from ..errors import ConfigError, ProviderError
+from ..errors import ConfigError
 from .base import Provider
 
 GROUP = "brief.providers"
 # A Result reason starting with this says the provider may or may not have taken
 # the message (a connection lost after the hand-over); the ledger records "unknown".
 UNKNOWN_PREFIX = "unknown: "
-
-
-class ProviderUnavailable(ProviderError):
-    """The provider cannot be reached for now (refused, timed out): retry later."""
 
 
 def _entry_points() -> dict[str, EntryPoint]:

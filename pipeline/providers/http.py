@@ -22,8 +22,8 @@ from urllib3.exceptions import NewConnectionError
 
 from .. import __version__
 from ..config import Settings
-from ..errors import ProviderError
-from . import UNKNOWN_PREFIX, ProviderUnavailable
+from ..errors import ProviderError, ProviderUnavailable
+from . import UNKNOWN_PREFIX
 from .base import OutgoingMessage, Result
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"

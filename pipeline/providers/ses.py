@@ -24,8 +24,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
-from ..errors import ProviderError
-from . import ProviderUnavailable
+from ..errors import ProviderError, ProviderUnavailable
 from .base import OutgoingMessage, Result
 from .http import (
     Failure,

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
-from ..errors import ConfigError, ProviderError
-from . import UNKNOWN_PREFIX, ProviderUnavailable
+from ..errors import ConfigError, ProviderError, ProviderUnavailable
+from . import UNKNOWN_PREFIX
 from .base import OutgoingMessage, Result
 
 _NO_MAILBOX = re.compile(
