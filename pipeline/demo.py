@@ -2,7 +2,8 @@
 
 The demo copies settings, content and templates into ``.brief/demo/`` and runs
 there what the daemon runs every other Wednesday: assemble the next issue,
-render it, and send it through ``outbox`` to a list of example.com readers.
+render it, send it through ``outbox`` to a list of example.com readers, and
+build the web archive that now publishes it.
 Working on a copy keeps the operator's issues/ and database untouched: a real
 send marks the issue file sent, and demo readers must never join a real list.
 """
@@ -33,6 +34,7 @@ class DemoResult:
     outbox: Path
     sent: int
     total: int
+    site: Path
 
 
 def prepare(settings: Settings, env: dict[str, str]) -> Settings:
@@ -63,6 +65,7 @@ def run_demo(
     """Assemble, render and send the next issue to ``readers`` example.com addresses."""
     from .cli_render import write_rendered
     from .send import send_campaign
+    from .site import build_site
     from .store import add_subscriber, audience_count, create_list, open_store
 
     demo = prepare(settings, env)
@@ -111,4 +114,9 @@ def run_demo(
         f"sent issue {issue.label} to {report.sent} of {report.total} readers through the "
         f"outbox: {outbox}/"
     )
-    return DemoResult(demo.root, issue, tuple(files), outbox, report.sent, report.total)
+
+    # The sent issue is now published: the web archive has something to show.
+    site = demo.root / "site"
+    pages = build_site(load_library(demo.root, is_slot), demo, site)
+    say(f"built the web archive ({len(pages)} files): {site}/index.html")
+    return DemoResult(demo.root, issue, tuple(files), outbox, report.sent, report.total, site)

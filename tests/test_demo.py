@@ -25,6 +25,10 @@ def test_demo_assembles_renders_and_sends_through_the_outbox(project, brief):
     assert "status: sent" in (demo / "issues" / issue_file.name).read_text(encoding="utf-8")
     assert issue_file.read_text(encoding="utf-8") == before
     assert not (project / ".brief" / "brief.db").exists()
+    # the sent issue is in the demo's web archive, with its glossary entry
+    assert (demo / "site" / "issues" / "001" / "index.html").is_file()
+    assert (demo / "site" / "glossary" / "deep-learning" / "index.html").is_file()
+    assert not (project / "site").exists()
 
 
 def test_demo_after_the_first_slot_assembles_the_next_issue(project, brief):
