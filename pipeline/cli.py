@@ -79,12 +79,9 @@ class Env:
 
     def library(self):
         """All content, validated against the calendar."""
-        from functools import partial
+        from .content import load_content
 
-        from .calendar import is_slot_date
-        from .content import load_library
-
-        return load_library(self.settings.root, partial(is_slot_date, self.settings.schedule))
+        return load_content(self.settings)
 
     @cached_property
     def _engine(self):

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import frontmatter
 import yaml
 from markdown_it import MarkdownIt
 
+from .config import Settings
 from .errors import ContentError, Problem
 
 GLOSSARY_SECTIONS = (
@@ -553,6 +555,13 @@ def parse_issue(
 
 def _sorted_md(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.md") if p.is_file()) if folder.is_dir() else []
+
+
+def load_content(settings: Settings) -> Library:
+    """All of a newsletter's content, with issue dates checked against its calendar."""
+    from .calendar import is_slot_date
+
+    return load_library(settings.root, partial(is_slot_date, settings.schedule))
 
 
 def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> Library:

@@ -14,13 +14,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import partial
 from pathlib import Path
 
 from .assemble import assemble, mark_status
-from .calendar import is_slot_date
 from .config import Settings, load_settings
-from .content import Issue, load_library
+from .content import Issue, load_content
 from .errors import BriefError
 
 COPIED = ("glossary", "museum", "issues", "templates")
@@ -70,22 +68,21 @@ def run_demo(
 
     demo = prepare(settings, env)
     say(f"demo copy of the newsletter: {demo.root}")
-    is_slot = partial(is_slot_date, demo.schedule)
-    library = load_library(demo.root, is_slot)
+    library = load_content(demo)
     try:
         made = assemble(library, demo, now)
         verb = "assembled" if made.created else "already assembled"
         say(f"{verb}: issue {made.issue.label} for {made.issue.date} ({made.issue.path.name})")
     except BriefError as exc:  # an empty queue still leaves an issue to send
         say(f"assemble: {exc}")
-    library = load_library(demo.root, is_slot)
+    library = load_content(demo)
     issue = library.next_unsent()
     if issue is None:
         raise BriefError("no unsent issue in the demo copy")
     if issue.status == "draft":
         # The editor approves a draft; in the scratch copy the demo plays editor.
         mark_status(issue.path, "approved")
-        library = load_library(demo.root, is_slot)
+        library = load_content(demo)
         issue = library.issue(issue.number)
         say(f"approved issue {issue.label} in the demo copy (an editor does this for real)")
 
@@ -117,6 +114,6 @@ def run_demo(
 
     # The sent issue is now published: the web archive has something to show.
     site = demo.root / "site"
-    pages = build_site(load_library(demo.root, is_slot), demo, site)
+    pages = build_site(load_content(demo), demo, site)
     say(f"built the web archive ({len(pages)} files): {site}/index.html")
     return DemoResult(demo.root, issue, tuple(files), outbox, report.sent, report.total, site)

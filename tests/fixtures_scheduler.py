@@ -34,10 +34,9 @@ def with_schedule(settings, **changes):
 @pytest.fixture
 def sched_lib(settings) -> Callable:
     """Load the project's content fresh (the daemon reloads it every tick)."""
-    from pipeline.calendar import is_slot_date
-    from pipeline.content import load_library
+    from pipeline.content import load_content
 
-    return partial(load_library, settings.root, partial(is_slot_date, settings.schedule))
+    return partial(load_content, settings)
 
 
 @pytest.fixture

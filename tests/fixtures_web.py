@@ -86,12 +86,9 @@ def published_settings(published: Path):
 
 @pytest.fixture
 def published_library(published: Path, published_settings):
-    from functools import partial
+    from pipeline.content import load_content
 
-    from pipeline.calendar import is_slot_date
-    from pipeline.content import load_library
-
-    return load_library(published, partial(is_slot_date, published_settings.schedule))
+    return load_content(published_settings)
 
 
 # -- the public app, in-process ------------------------------------------------------------

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
-from functools import partial
 
 import pytest
 
 from pipeline.assemble import assemble, build_queue, forecast, mark_status
-from pipeline.calendar import is_slot_date
-from pipeline.content import load_library
+from pipeline.content import load_content
 from pipeline.errors import BriefError
 
 BEFORE_FIRST = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -18,7 +16,7 @@ AFTER_FIRST = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def library(settings):
-    return load_library(settings.root, partial(is_slot_date, settings.schedule))
+    return load_content(settings)
 
 
 def test_queue_orders_by_priority_then_queued_date_then_slug(settings):

@@ -134,7 +134,7 @@ def test_plain_text_is_wrapped_at_72_with_no_tags_or_entities(render_env):
 
 
 def test_links_become_footnotes_listed_after_their_section(issue_project, render_env):
-    from pipeline.web.preview import load_library
+    from pipeline.content import load_content as load_library
 
     settings, _ = render_env
     story = issue_project / "museum" / "knight-capital.md"

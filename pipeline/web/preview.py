@@ -15,7 +15,6 @@ import contextlib
 import html
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from functools import partial
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,7 +22,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from ..config import Settings
-from ..content import Issue, Library
+from ..content import Issue, Library, load_content
 from ..errors import BriefError, ContentError
 
 WATCHED = ("glossary", "museum", "issues", "templates")
@@ -47,14 +46,6 @@ class _State:
     stop: asyncio.Event | None = None
 
 
-def load_library(settings: Settings) -> Library:
-    """All content, validated against the calendar (as ``brief check`` does)."""
-    from ..calendar import is_slot_date
-    from ..content import load_library as load
-
-    return load(settings.root, partial(is_slot_date, settings.schedule))
-
-
 def ordered(issues: tuple[Issue, ...]) -> list[Issue]:
     """The next unsent issue first, then later unsent ones, then sent ones newest first."""
     unsent = sorted((i for i in issues if i.status != "sent"), key=lambda i: i.number)
@@ -63,7 +54,7 @@ def ordered(issues: tuple[Issue, ...]) -> list[Issue]:
 
 
 def create_app(
-    settings: Settings, *, watch: bool = True, loader: Callable[[Settings], Library] = load_library
+    settings: Settings, *, watch: bool = True, loader: Callable[[Settings], Library] = load_content
 ) -> Starlette:
     """The preview app for one newsletter; ``watch`` turns on live reload."""
     state = _State()

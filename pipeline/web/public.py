@@ -78,10 +78,9 @@ class _State:
 
 
 def _default_loader(settings: Settings) -> Callable[[], Library]:
-    from ..calendar import is_slot_date
-    from ..content import load_library
+    from ..content import load_content
 
-    return lambda: load_library(settings.root, partial(is_slot_date, settings.schedule))
+    return lambda: load_content(settings)
 
 
 def create_app(
