@@ -358,19 +358,22 @@ def create_app(
         ]
         return target, choices
 
-    async def preferences_page(request: Request) -> Response:
-        try:
-            target, choices = await preferences_state(request.path_params["token"])
-        except (TokenError, NotFound):
-            return not_found()
+    def preferences_view(target, choices, saved: bool) -> HTMLResponse:
         return page(
             "web/preferences.html.j2",
             headers=NO_STORE,
             title="Preferences",
             masked=mask(target.email),
             choices=choices,
-            saved=False,
+            saved=saved,
         )
+
+    async def preferences_page(request: Request) -> Response:
+        try:
+            target, choices = await preferences_state(request.path_params["token"])
+        except (TokenError, NotFound):
+            return not_found()
+        return preferences_view(target, choices, saved=False)
 
     async def preferences(request: Request) -> Response:
         from ..store import add_subscriber
@@ -417,14 +420,7 @@ def create_app(
                     )
                 )
         target, choices = await preferences_state(token)
-        return page(
-            "web/preferences.html.j2",
-            headers=NO_STORE,
-            title="Preferences",
-            masked=mask(target.email),
-            choices=choices,
-            saved=True,
-        )
+        return preferences_view(target, choices, saved=True)
 
     # -- webhooks ---------------------------------------------------------------------------
 
