@@ -27,8 +27,8 @@ from .config import Settings
 from .content import Issue, Library
 from .errors import ProviderError, ProviderUnavailable, SendError
 from .message import MessageFactory, sample_values, test_copy
-from .providers import UNKNOWN_PREFIX, load_provider
-from .providers.base import OutgoingMessage, Provider, Result
+from .providers import load_provider
+from .providers.base import Fate, OutgoingMessage, Provider, Result
 from .ratelimit import RateLimiter
 
 SENDABLE = ("approved", "sent")
@@ -492,7 +492,7 @@ def _judge(chunk: _Chunk, settings: Settings, limiter: RateLimiter, retry_base: 
             outcomes.append(lg.Outcome(claimed.id, "sent", provider_id=result.provider_id))
             guard.add(False)
             sent += 1
-        elif result.reason.startswith(UNKNOWN_PREFIX):
+        elif result.fate is Fate.UNKNOWN:
             outcomes.append(lg.Outcome(claimed.id, "unknown", error=result.reason))
         elif result.transient:
             slow = slow or bool(_SLOW.search(result.reason))

@@ -8,6 +8,8 @@ adds one by installing a package.
 
 from __future__ import annotations
 
+import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -50,24 +52,96 @@ class OutgoingMessage:
     text: str  # personalised text part
 
 
+class Fate(enum.Enum):
+    """What happened to one message handed to a provider (or not handed over at all)."""
+
+    SENT = "sent"  # the provider accepted it
+    TRANSIENT = "transient"  # refused for now (4xx, 429, 5xx): retry later, counts a try
+    PERMANENT = "permanent"  # refused for good for this recipient
+    UNKNOWN = "unknown"  # handed over, answer lost: the provider may hold it
+    SENDER = "sender"  # the sender or account is wrong: not taken; pause the whole send
+    NOT_TAKEN = "not_taken"  # never handed over (unreachable): back to pending, no try counted
+
+
+# Fates after which the provider cannot hold the message: the row goes back untouched.
+UNTOUCHED = frozenset({Fate.SENDER, Fate.NOT_TAKEN})
+
+
+def scrub(text: str, address: str) -> str:
+    """``text`` without the recipient's address, so failures group by their cause."""
+    if address:
+        text = re.sub(re.escape(address), "<recipient>", text, flags=re.I)
+    return " ".join(text.split())
+
+
 @dataclass(frozen=True)
 class Result:
-    """The fate of one message: accepted with an id, or failed transient/permanent."""
+    """The fate of one message, with the cause of a failure as a class apart from the address.
+
+    ``code`` is the machine part of the cause ("550 5.1.1", "postmark 406", "timeout"),
+    ``reason`` a short human text without the recipient's address: together, ``label``,
+    they are what ``brief status`` groups by.
+    """
 
     key: str
-    ok: bool
+    fate: Fate
     provider_id: str | None = None
-    transient: bool = False  # worth retrying later (4xx SMTP, 429, 5xx, timeouts)
+    code: str = ""
     reason: str = ""
     suppress: bool = False  # a permanent "no such mailbox": add a suppression
 
+    @property
+    def ok(self) -> bool:
+        return self.fate is Fate.SENT
+
+    @property
+    def transient(self) -> bool:
+        """Worth trying again: a temporary refusal, or never handed over."""
+        return self.fate in (Fate.TRANSIENT, Fate.NOT_TAKEN)
+
+    @property
+    def label(self) -> str:
+        """The failure class: code and reason, the same for every recipient it hit."""
+        return " ".join(p for p in (self.code, self.reason) if p)
+
+    @classmethod
+    def sent(cls, key: str, provider_id: str | None) -> Result:
+        return cls(key, Fate.SENT, provider_id)
+
+    @classmethod
+    def temporary(cls, key: str, reason: str, code: str = "") -> Result:
+        return cls(key, Fate.TRANSIENT, code=code, reason=reason)
+
+    @classmethod
+    def permanent(cls, key: str, reason: str, code: str = "", *, suppress: bool = False) -> Result:
+        return cls(key, Fate.PERMANENT, code=code, reason=reason, suppress=suppress)
+
+    @classmethod
+    def unknown(cls, key: str, reason: str, code: str = "") -> Result:
+        return cls(key, Fate.UNKNOWN, code=code, reason=reason)
+
+    @classmethod
+    def sender_problem(cls, key: str, reason: str, code: str = "") -> Result:
+        return cls(key, Fate.SENDER, code=code, reason=reason)
+
+    @classmethod
+    def not_taken(cls, key: str, reason: str, code: str = "") -> Result:
+        return cls(key, Fate.NOT_TAKEN, code=code, reason=reason)
+
+    # The two constructors every provider used before fates were explicit.
     @classmethod
     def accepted(cls, key: str, provider_id: str | None) -> Result:
-        return cls(key, True, provider_id)
+        return cls.sent(key, provider_id)
 
     @classmethod
     def failed(cls, key: str, reason: str, *, transient: bool, suppress: bool = False) -> Result:
-        return cls(key, False, None, transient, reason, suppress)
+        from . import UNKNOWN_PREFIX
+
+        if reason.startswith(UNKNOWN_PREFIX):
+            return cls.unknown(key, reason[len(UNKNOWN_PREFIX) :])
+        if transient:
+            return cls.temporary(key, reason)
+        return cls.permanent(key, reason, suppress=suppress)
 
 
 @runtime_checkable
@@ -82,8 +156,11 @@ class Provider(Protocol):
         """Connect or create the session; called once before the first push."""
 
     def push(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
-        """Hand over a batch; one Result per message, in order. Raises ProviderError only
-        when the provider as a whole is unusable (bad credentials, unreachable)."""
+        """Hand over a batch; one Result per message, in order, partial outcomes included:
+        what was accepted before a failure is ``SENT``, what was never handed over is
+        ``NOT_TAKEN`` (unreachable) or ``SENDER`` (the sender or account is refused).
+        Raising ProviderUnavailable / ProviderError instead means the same for every
+        message of the batch (``NOT_TAKEN`` / ``SENDER``)."""
 
     def close(self) -> None:
         """Release connections; safe to call twice."""
