@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from datetime import UTC, datetime, timedelta
 
 import click
 
 from .cli import Env
 
-FAILED_EVENTS = frozenset({"assemble_failed", "test_failed", "send_failed"})
+FAILED_EVENTS = frozenset({"assemble_failed", "test_failed", "send_failed", "send_unresolved"})
 
 
 def _logging() -> None:
@@ -43,14 +41,13 @@ def run(env: Env, once: bool) -> None:
     """Assemble ahead, mail the editors a [TEST] copy, send at the slot; until SIGTERM."""
     from .daemon import Daemon
     from .errors import BriefError
+    from .send import stop_on_signals
 
     _logging()
     daemon = Daemon(env.settings, env.engine(), env.library, clock=_clock(env))
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, lambda *_: daemon.request_stop())
-    try:
+    # The first SIGTERM/SIGINT: finish and record what the provider holds, then exit;
+    # a second one exits at once.
+    with stop_on_signals(daemon.halt, lambda _name: daemon.request_stop()):
         if not once:
             daemon.run_forever()
             return
@@ -61,6 +58,3 @@ def run(env: Env, once: bool) -> None:
         failed = [o for o in outcomes if o.event in FAILED_EVENTS]
         if failed:
             raise BriefError(f"{len(failed)} action(s) failed: see the log lines above")
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -15,7 +15,18 @@ from .cli import Env, print_json
 @click.option(
     "--retry-unknown",
     is_flag=True,
-    help="Re-send deliveries left in flight by a crash (risks a second copy).",
+    help="Re-send deliveries a crash left unknown (the provider may have them: risks a "
+    "second copy).",
+)
+@click.option(
+    "--write-off-unknown",
+    is_flag=True,
+    help="Record deliveries a crash left unknown as not sent, and never send them.",
+)
+@click.option(
+    "--include-new",
+    is_flag=True,
+    help="On a resume, also send to people confirmed since the send first started.",
 )
 @click.option("--dry-run", is_flag=True, help="Show the count, first recipients and size only.")
 @click.option(
@@ -33,14 +44,26 @@ def send(
     yes: bool,
     force: bool,
     retry_unknown: bool,
+    write_off_unknown: bool,
+    include_new: bool,
     dry_run: bool,
     to_address: str | None,
     as_json: bool,
 ) -> None:
-    """Send ISSUE (number or path) to a list; resumes where an earlier run stopped."""
+    """Send ISSUE (number or path) to a list; resumes where an earlier run stopped.
+
+    The audience is written down when the send first starts; a resume mails only
+    those rows (--include-new adds people confirmed since). SIGTERM or Ctrl-C stops
+    cleanly: what the provider holds is finished and recorded, and the exit code is
+    75 (run again to resume); a second signal stops at once. While deliveries are
+    unknown (a crash while the provider held them) the exit code is 1 until
+    --retry-unknown or --write-off-unknown decides them.
+    """
     from .errors import SendError
     from .send import check_sendable, render
 
+    if retry_unknown and write_off_unknown:
+        raise click.UsageError("--retry-unknown and --write-off-unknown exclude each other")
     settings = env.settings
     library = env.library()
     issue = library.issue(issue_ref)
@@ -55,11 +78,11 @@ def send(
                     "to": to_address,
                     "ok": result.ok,
                     "provider_id": result.provider_id,
-                    "reason": result.reason,
+                    "reason": result.label,
                 }
             )
         if not result.ok:
-            raise SendError(f"test copy to {to_address} failed: {result.reason}")
+            raise SendError(f"test copy to {to_address} failed: {result.label}")
         if not as_json:
             click.echo(
                 f"sent a [TEST] copy of issue {issue.label} to {to_address} "
@@ -68,75 +91,128 @@ def send(
         return
     engine = env.engine()
     rendered = render(issue, library, settings)
-    if dry_run:
-        from .send import dry_run as plan
+    from .send import plan
 
-        info = plan(engine, settings, library, issue, list_name, rendered=rendered)
+    planned = plan(engine, settings, issue, list_name, rendered=rendered, include_new=include_new)
+    if dry_run:
+        from .send import dry_run as plan_json
+
         if as_json:
-            print_json(info)
+            print_json(
+                plan_json(
+                    engine,
+                    settings,
+                    library,
+                    issue,
+                    list_name,
+                    rendered=rendered,
+                    include_new=include_new,
+                )
+            )
             return
         click.echo(
-            f"dry run: issue {issue.label} \u201c{info['subject']}\u201d to "
-            f"{info['recipients']} recipient(s) on list {list_name!r} through "
-            f"{settings.provider.name}; one message is {info['message_bytes']:,} bytes"
+            f"dry run: issue {issue.label} \u201c{planned.subject}\u201d to "
+            f"{planned.recipients} recipient(s) on list {list_name!r} through "
+            f"{settings.provider.name}; one message is {planned.message_bytes:,} bytes"
         )
-        for address in info["first"]:
+        click.echo(planned.line())
+        for address in planned.first:
             click.echo(f"  {address}")
         return
     check_sendable(issue, force)
-    from .store import audience_count
-
-    count = audience_count(engine, list_name)
     if not yes:
         click.confirm(
-            f"Send issue {issue.label} \u201c{rendered.subject}\u201d to {count} "
-            f"recipient(s) on list {list_name!r} through {settings.provider.name}?",
+            f"Send issue {issue.label} \u201c{rendered.subject}\u201d to {planned.recipients} "
+            f"recipient(s) on list {list_name!r} through {settings.provider.name} "
+            f"({planned.line()})?",
             abort=True,
         )
     report = _run_with_progress(
-        env, library, issue, list_name, force, retry_unknown, rendered, quiet=as_json
+        env,
+        library,
+        issue,
+        list_name,
+        rendered,
+        quiet=as_json,
+        force=force,
+        retry_unknown=retry_unknown,
+        write_off_unknown=write_off_unknown,
+        include_new=include_new,
     )
+    if report.state == "sent" and issue.status != "sent" and issue.path.exists():
+        from .assemble import mark_status
+
+        mark_status(issue.path, "sent")
     if as_json:
         print_json(_report_json(report))
     else:
         _print_report(report, settings, issue)
+    _raise_unless_done(report, issue)
+
+
+def _raise_unless_done(report, issue) -> None:
+    """The exit code says whether the send is finished: 0 sent, 75 stopped (resume by
+    running again), 1 paused or unknown deliveries waiting for a decision."""
+    from .errors import SendError, SendStopped
+
+    if report.stopped:
+        raise SendStopped(
+            f"send stopped with {report.pending} left and nothing in doubt; run "
+            f"'brief send {issue.number}' again to resume"
+        )
     if report.paused:
         raise SendError(f"send paused: {report.reason}")
+    if report.state == "unresolved":
+        raise SendError(
+            f"send of issue {issue.label} is not finished: {report.unknown} deliveries are "
+            "unknown (the provider may have them); resend them with --retry-unknown or record "
+            "them not sent with --write-off-unknown"
+        )
 
 
-def _run_with_progress(env, library, issue, list_name, force, retry_unknown, rendered, quiet):
-    import signal
+def _run_with_progress(env, library, issue, list_name, rendered, quiet, **options):
     import threading
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .send import send_campaign
+    from .send import send_campaign, stop_on_signals
 
     stop = threading.Event()
-    previous = signal.getsignal(signal.SIGINT)
+    console = _stderr_console()
 
-    def on_interrupt(signum, frame):  # first Ctrl-C: finish the batch in flight, then pause
-        stop.set()
-        signal.signal(signal.SIGINT, previous)
+    def on_stop(name: str) -> None:
+        console.print(
+            f"{name}: finishing what the provider holds, then stopping "
+            "(a second signal stops at once)"
+        )
 
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGINT, on_interrupt)
     columns = (
         TextColumn("issue " + issue.label),
         BarColumn(),
         TextColumn(
             "{task.completed}/{task.total} sent · {task.fields[failed]} failed · "
-            "{task.fields[rate]:.0f}/s"
+            "{task.fields[rate]:.0f}/s{task.fields[waiting]}"
         ),
         TimeRemainingColumn(),
     )
-    try:
-        with Progress(*columns, transient=True, disable=quiet, console=_stderr_console()) as bar:
-            task = bar.add_task("send", total=None, failed=0, rate=0.0)
+    with stop_on_signals(stop, on_stop):
+        with Progress(*columns, transient=True, disable=quiet, console=console) as bar:
+            task = bar.add_task("send", total=None, failed=0, rate=0.0, waiting="")
 
             def progress(p):
-                bar.update(task, total=p.total, completed=p.sent, failed=p.failed, rate=p.rate)
+                waiting = ""
+                if p.retrying:
+                    waiting = f" · {p.retrying} waiting to retry"
+                    if p.next_retry_in is not None:
+                        waiting += f" (next in {p.next_retry_in:.0f}s)"
+                bar.update(
+                    task,
+                    total=p.total,
+                    completed=p.sent,
+                    failed=p.failed,
+                    rate=p.rate,
+                    waiting=waiting,
+                )
 
             return send_campaign(
                 env.engine(),
@@ -144,15 +220,11 @@ def _run_with_progress(env, library, issue, list_name, force, retry_unknown, ren
                 library,
                 issue,
                 list_name,
-                force=force,
-                retry_unknown=retry_unknown,
                 stop=stop,
                 progress=progress,
                 rendered=rendered,
+                **options,
             )
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
 
 
 def _stderr_console():
@@ -166,7 +238,7 @@ def _report_json(report) -> dict:
         "issue": report.issue_number,
         "list": report.list_name,
         "provider": report.provider,
-        "state": report.state,
+        "state": str(report.state),
         "reason": report.reason,
         "total": report.total,
         "sent": report.sent,
@@ -176,8 +248,25 @@ def _report_json(report) -> dict:
         "sent_now": report.sent_now,
         "seconds": round(report.elapsed, 3),
         "rate": round(report.rate, 1),
-        "failures": [{"reason": r, "permanent": p, "count": n} for r, p, n in report.failures],
+        "joined_since": report.joined_since,
+        "written_off": report.written_off,
+        "failures": [_failure_json(f) for f in report.failures],
     }
+
+
+def _failure_json(f) -> dict:
+    return {
+        "code": f.code,
+        "reason": f.reason,
+        "state": str(f.state),
+        "permanent": f.permanent,
+        "count": f.count,
+    }
+
+
+def _failure_line(f) -> str:
+    kind = "unknown" if f.state == "unknown" else "permanent" if f.permanent else "failed"
+    return f"  {f.count} \u00d7 {f.label} ({kind})"
 
 
 def _print_report(report, settings, issue) -> None:
@@ -189,11 +278,17 @@ def _print_report(report, settings, issue) -> None:
     )
     if report.found_inflight:
         click.echo(
-            f"{report.found_inflight} deliveries were in flight when an earlier run "
-            "stopped: marked unknown (re-send them with --retry-unknown)"
+            f"{report.found_inflight} deliveries were with the provider when an earlier run "
+            "stopped: marked unknown"
         )
-    for reason, permanent, n in report.failures:
-        click.echo(f"  {n} \u00d7 {'permanent' if permanent else 'failed'}: {reason}")
+    if report.written_off:
+        click.echo(f"{report.written_off} unknown deliveries written off (recorded not sent)")
+    if report.joined_since:
+        click.echo(
+            f"{report.joined_since} joined since (not included; --include-new sends to them)"
+        )
+    for f in report.failures:
+        click.echo(_failure_line(f))
     if report.provider == "outbox":
         from .providers.outbox import OutboxProvider
 
@@ -228,18 +323,22 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
             f"issue {number:03d} has not been sent"
             + (f" to list {list_name!r}" if list_name else "")
         )
-    out = []
+    out, groups = [], []
     for c in found:
         counts = ledger.state_counts(engine, c.id)
+        groups.append(ledger.failures(engine, c.id))
         first, last = ledger.timing(engine, c.id)
+        # From the campaign's start to its last sent message: a small send has a rate too.
         span = (last - first).total_seconds() if first and last else 0.0
+        span = max(span, 0.001) if counts["sent"] else 0.0
         rate = counts["sent"] / span if span > 0 else None
         out.append(
             {
                 "issue": number,
                 "list": c.list_name,
                 "provider": c.provider,
-                "state": c.state,
+                "state": str(c.state),
+                "pause_kind": str(c.pause_kind) if c.pause_kind else None,
                 "reason": c.pause_reason,
                 "subject": c.subject,
                 "commit": c.content_commit,
@@ -248,10 +347,7 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
                 "rate": round(rate, 1) if rate else None,
                 "started": c.started_at,
                 "finished": c.finished_at,
-                "failures": [
-                    {"reason": r, "permanent": p, "count": n}
-                    for r, p, n in ledger.failures(engine, c.id)
-                ],
+                "failures": [_failure_json(f) for f in groups[-1]],
                 "failed": [
                     {"subscriber_id": s, "email": e, "state": st, "reason": why}
                     for s, e, st, why in ledger.failed_addresses(engine, c.id)
@@ -261,7 +357,7 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
     if as_json:
         print_json(out)
         return
-    for c in out:
+    for c, failures in zip(out, groups, strict=True):
         counts = c["counts"]
         click.echo(
             f"issue {number:03d} to list {c['list']!r} through {c['provider']}: "
@@ -270,8 +366,7 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
         click.echo("  " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {c['total']}")
         if c["rate"]:
             click.echo(f"  rate achieved: {c['rate']:.1f} messages/s")
-        for f in c["failures"]:
-            kind = "permanent" if f["permanent"] else "failed"
-            click.echo(f"  {f['count']} \u00d7 {kind}: {f['reason']}")
+        for f in failures:
+            click.echo(_failure_line(f))
         for f in c["failed"][:20]:
             click.echo(f"    {f['email'] or '#' + str(f['subscriber_id'])} ({f['state']})")

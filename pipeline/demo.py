@@ -105,6 +105,8 @@ def run_demo(
     say(f"list {list_name!r}: {audience_count(engine, list_name)} confirmed demo readers")
 
     report = send_campaign(engine, demo, library, issue, list_name)
+    if report.state == "sent":
+        mark_status(issue.path, "sent")
     outbox = Path(demo.provider.table("outbox")["dir"])
     outbox = (outbox if outbox.is_absolute() else demo.root / outbox) / issue.label
     say(

@@ -15,7 +15,8 @@ these, never web errors; the web apps translate them into pages.
     ├── TokenError           a link token is malformed, forged or stale           exit 1
     ├── ProviderError        a mail provider failed as a whole                    exit 1
     │   └── ProviderUnavailable  it cannot be reached for now: retry later        exit 1
-    └── SendError            a send was refused or paused                         exit 1
+    └── SendError            a send was refused, paused or left deliveries unknown exit 1
+        ├── SendStopped      stopped by a signal or request; run again to resume  exit 75
         └── AddressRefused   an address that cannot go into a To header           exit 1
 """
 
@@ -94,6 +95,13 @@ class ProviderUnavailable(ProviderError):
 
 class SendError(BriefError):
     """A send was refused (unapproved issue, no recipients) or paused."""
+
+
+class SendStopped(SendError):
+    """A send stopped on request (SIGTERM, SIGINT) with nothing in doubt: running it again
+    resumes. Its exit code is EX_TEMPFAIL, so a supervisor can tell it from a failure."""
+
+    exit_code = 75
 
 
 class AddressRefused(SendError):

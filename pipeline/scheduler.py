@@ -28,11 +28,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from . import calendar
+from .assemble import mark_status
 from .config import Schedule, Settings
 from .content import Issue, Library
 from .errors import BriefError
 from .lock import DAEMON_LOCK, fence
 from .store.db import read_connection
+from .store.ledger import CampaignState, PauseKind, campaigns
 
 log = logging.getLogger("brief.scheduler")
 
@@ -42,9 +44,6 @@ TEST = "test"  # mail the [TEST] copy to the editors
 SEND = "send"  # send (or resume) the slot's campaign to the default list
 SKIP = "skip"  # at the slot, not sendable (unapproved, no issue): write the slot off
 MISS = "miss"  # the slot passed more than the grace period ago without a send
-
-# How send.py's reputation guard starts its pause reason.
-GUARD_PAUSE = "reputation guard"
 
 # Slot event kinds: what happened once per slot and has no ledger of its own.
 EVENT_TEST = "test"
@@ -230,33 +229,24 @@ def read_state(
 
 
 def _campaign_progress(engine: Engine, issue: Issue, list_name: str) -> str | None:
-    """'sent' when the ledger shows the campaign finished, the pause reason when the
-    guard paused it, None when it has not started or can simply resume."""
+    """'sent' when the ledger shows the campaign finished, the pause reason when it waits
+    for a human (the guard paused it, or unknown deliveries wait for a decision), None
+    when it has not started or can simply resume."""
     with read_connection(engine) as conn:
         row = conn.execute(
-            sa.select(_campaigns.c.state, _campaigns.c.pause_reason).where(
-                _campaigns.c.issue_number == issue.number, _campaigns.c.list_name == list_name
+            sa.select(campaigns.c.state, campaigns.c.pause_kind, campaigns.c.pause_reason).where(
+                campaigns.c.issue_number == issue.number, campaigns.c.list_name == list_name
             )
         ).first()
     if row is None:
         return None
-    if row.state == "sent":
+    if row.state == CampaignState.SENT:
         return "sent"
-    # Only the reputation guard's pause waits for a human; a stop or a provider outage
-    # resumes at the next wake-up within the grace period.
-    if row.state == "paused" and (row.pause_reason or "").startswith(GUARD_PAUSE):
-        return row.pause_reason
+    # A stop or a provider outage resumes at the next wake-up within the grace period;
+    # the guard's pause and unknown deliveries wait for a human.
+    if row.pause_kind in (PauseKind.GUARD, PauseKind.UNKNOWN):
+        return row.pause_reason or str(row.pause_kind)
     return None
-
-
-# The columns of the send ledger (migration 0002) the decisions read.
-_campaigns = sa.table(
-    "campaigns",
-    sa.column("issue_number", sa.Integer),
-    sa.column("list_name", sa.String),
-    sa.column("state", sa.String),
-    sa.column("pause_reason", sa.String),
-)
 
 
 # ---------------------------------------------------------------------------
@@ -285,6 +275,7 @@ def perform(
         "assemble_failed": logging.ERROR,
         "sent_unapproved": logging.WARNING,
         "send_paused": logging.WARNING,
+        "send_unresolved": logging.ERROR,
         "send_failed": logging.ERROR,
         "test_failed": logging.ERROR,
         "lock_lost": logging.ERROR,
@@ -374,8 +365,13 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
         "pending": report.pending,
         "sent_now": report.sent_now,
     }
-    if report.state != "sent":
+    if report.state == CampaignState.UNRESOLVED:
+        # Not done: the slot stays open, and a human decides the unknown deliveries.
+        return Outcome(action, "send_unresolved", counts, report.reason or "")
+    if report.state != CampaignState.SENT:
         return Outcome(action, "send_paused", counts, report.reason or "")
+    if action.issue.status != "sent" and action.issue.path.exists():
+        mark_status(action.issue.path, "sent")
     return Outcome(action, "sent_unapproved" if action.force else "sent", counts, action.reason)
 
 

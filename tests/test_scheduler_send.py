@@ -209,7 +209,8 @@ def _paused(engine, settings, reason: str) -> None:
         holder="elsewhere:1",
     )
     lg.release(engine, campaign.id, "elsewhere:1")
-    lg.set_state(engine, campaign.id, "paused", reason)
+    kind = lg.PauseKind.GUARD if reason.startswith("reputation guard") else lg.PauseKind.STOPPED
+    lg.set_state(engine, campaign.id, "paused", reason, kind=kind)
 
 
 def test_a_campaign_the_reputation_guard_paused_is_not_resumed_by_the_daemon(
@@ -227,3 +228,29 @@ def test_a_campaign_paused_by_a_stop_is_resumed_within_grace(
     outcomes = daemon(settings, sched_store, sched_lib, SLOT1 + timedelta(minutes=2)).run_once()
     assert [o.event for o in outcomes] == ["sent"]
     assert ledger(sched_store) == [(i, "sent", 1) for i in (1, 2, 3)]
+
+
+def test_a_send_left_with_unknown_deliveries_is_an_error_and_not_done(
+    project, sched_store, sched_lib, audience3, smtp_sink, caplog
+):
+    """Measured (issue 9): the daemon took a send with unknown rows as done."""
+    from functools import partial
+
+    from pipeline.config import load_settings
+    from pipeline.content import load_content
+    from tests.fixtures_send import use_smtp
+
+    use_smtp(project, smtp_sink, concurrency=1)
+    smtp = load_settings(project / "brief.toml", env={})
+    load = partial(load_content, smtp)
+    set_status(load().issue(1).path, "approved")
+    # The server keeps the second reader's message and drops the line before answering.
+    smtp_sink.rules["reader1@example.org"] = ["drop-after-data"]
+    with caplog.at_level(logging.INFO, logger="brief"):
+        outcomes = daemon(smtp, sched_store, load, SLOT1 + timedelta(minutes=1)).run_once()
+    assert [o.event for o in outcomes] == ["send_unresolved"]
+    assert any(r.levelno == logging.ERROR and "unknown" in r.getMessage() for r in caplog.records)
+    assert load().issue(1).status == "approved"
+    # The next wake-up neither sends again nor takes the slot as done.
+    again = daemon(smtp, sched_store, load, SLOT1 + timedelta(minutes=3)).run_once()
+    assert again == [] and smtp_sink.count() == 3

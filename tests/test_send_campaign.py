@@ -32,13 +32,14 @@ def _send(settings, engine, library, issue, **kw):
     return send_campaign(engine, settings, library, issue, "main", **kw)
 
 
-def test_send_mails_every_subscriber_once_and_marks_issue_sent(project, smtp_sink):
+def test_send_mails_every_subscriber_once_and_leaves_the_file_to_the_caller(project, smtp_sink):
     settings, engine, library, issue, emails = _setup(project, smtp_sink, 25)
     report = _send(settings, engine, library, issue)
     assert report.state == "sent" and report.sent == 25 and report.pending == 0
     assert sorted(smtp_sink.received) == sorted(emails)
     assert all(len(v) == 1 for v in smtp_sink.received.values())
-    assert "status: sent" in issue.path.read_text()
+    # The campaign leaves the issue file to its caller (brief send, the daemon).
+    assert "status: approved" in issue.path.read_text()
     msg = email.message_from_bytes(
         smtp_sink.received["reader7@example.com"][0], policy=email.policy.default
     )
@@ -57,7 +58,9 @@ def test_second_send_of_same_issue_mails_nobody_again(project, smtp_sink):
     _send(settings, engine, library, issue)
     subscribe_many(engine, 3, start=100)
     again = _send(settings, engine, library, issue)
-    assert again.sent == 13 and again.sent_now == 3
+    assert again.sent == 10 and again.sent_now == 0 and again.joined_since == 3
+    included = _send(settings, engine, library, issue, include_new=True)
+    assert included.sent == 13 and included.sent_now == 3
     assert all(len(v) == 1 for v in smtp_sink.received.values())
     assert len(smtp_sink.received) == 13
 
@@ -96,7 +99,7 @@ def test_transient_failures_past_the_limit_stay_failed_and_listed(project, smtp_
     assert report.sent == 3 and report.failed == 1 and report.state == "sent"
     camp = ledger.find_campaign(engine, 1, "main")
     assert ledger.failed_addresses(engine, camp.id)[0][1] == "reader1@example.com"
-    assert "gave up after 3 tries" in report.failures[0][0]
+    assert "gave up after 3 tries" in report.failures[0].reason
 
 
 def test_no_such_mailbox_fails_for_good_and_adds_a_suppression(project, smtp_sink):

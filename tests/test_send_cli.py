@@ -84,7 +84,7 @@ def test_status_groups_failures_by_reason(project, brief, smtp_sink):
     assert brief("send", "1", "--yes").code == 0
     out = brief("status", "1")
     assert "sent 29" in out.out and "failed 1" in out.out
-    assert "1 × permanent: smtp 550 at RCPT: 5.1.1 no such user" in out.out
+    assert "1 × " in out.out and "5.1.1 no such user (permanent)" in out.out
     assert "reader3@example.com" in out.out
 
 
@@ -119,7 +119,6 @@ def test_sigkill_mid_send_then_resume_mails_nobody_twice(project, smtp_sink):
         text=True,
         timeout=60,
     )
-    assert resume.returncode == 0, resume.stderr
 
     from pipeline.store import ledger
 
@@ -130,6 +129,8 @@ def test_sigkill_mid_send_then_resume_mails_nobody_twice(project, smtp_sink):
     }
     assert counts["pending"] == 0 and counts["inflight"] == 0
     assert counts["sent"] + counts["unknown"] == total
+    # Unknown deliveries wait for the operator: the exit code says the send is not finished.
+    assert resume.returncode == (1 if unknown else 0), resume.stderr
     received = smtp_sink.received
     assert all(len(v) == 1 for v in received.values()), "someone got the issue twice"
     for address in emails:

@@ -42,6 +42,8 @@ def _crash_mid_send(env, claim: int) -> list[int]:
     ids = [r.subscriber_id for r in audience(env.engine, "main")]
     assert lg.enqueue(env.engine, campaign.id, env.issue.number, ids) == len(ids)
     claimed = lg.claim(env.engine, campaign.id, claim, lg.utcnow())
+    # Handed over: a provider had these when the sender died.
+    lg.write_step(env.engine, inflight=[c.id for c in claimed])
     return [c.subscriber_id for c in claimed]
 
 
@@ -89,7 +91,8 @@ def test_rows_in_flight_at_a_crash_become_unknown_and_nobody_is_mailed_twice(sen
     inflight = _crash_mid_send(env, claim=4)
     report = env.send()
     assert report.found_inflight == 4 and report.unknown == 4 and report.sent == 8
-    assert report.state == "sent"  # nothing pending: the unknown ones wait for the operator
+    # Nothing pending, but not sent: the unknown ones wait for the operator's decision.
+    assert report.state == "unresolved"
     lost = _addresses(env, inflight)
     assert lost.isdisjoint(smtp_sink.received)
     assert len(smtp_sink.received) == 8
@@ -144,7 +147,7 @@ def test_a_second_send_is_refused_while_the_first_is_sending(send_env, gated_sin
 def test_a_sender_waiting_on_a_slow_batch_keeps_its_heartbeat(send_env, gated_sink, monkeypatch):
     import sqlalchemy as sa
 
-    from pipeline import send
+    from pipeline.send import campaign as send
     from pipeline.store import ledger as lg
 
     # The real interval is 10 s; a shorter one shows the same loop without the wait.
@@ -240,14 +243,14 @@ def test_concurrent_claims_never_hand_out_a_row_twice(send_env, smtp_sink):
     assert errors == []
     everything = [sid for g in got for sid in g]
     assert sorted(everything) == list(range(1, 601))  # each row once, none lost
-    assert lg.state_counts(env.engine, campaign.id)["inflight"] == 600
+    assert lg.state_counts(env.engine, campaign.id)["claimed"] == 600
 
 
 def test_reputation_guard_pauses_and_resumes_on_each_backend(send_env, smtp_sink):
     from dataclasses import replace
 
     from pipeline.config import load_settings
-    from pipeline.scheduler import GUARD_PAUSE
+    from pipeline.store.ledger import PauseKind
 
     env = send_env(smtp_sink, batch_size=10, concurrency=1)
     set_keys(env.project, "send", guard_window=40)
@@ -256,7 +259,7 @@ def test_reputation_guard_pauses_and_resumes_on_each_backend(send_env, smtp_sink
     for i in range(1, 5):  # 4 of the first 40 refused for good: over 5%
         smtp_sink.always[f"reader{i}@example.com"] = ("rcpt", "550 5.1.1 user unknown")
     paused = env.send()
-    assert paused.state == "paused" and paused.reason.startswith(GUARD_PAUSE)
+    assert paused.state == "paused" and paused.pause_kind is PauseKind.GUARD
     assert paused.pending > 0 and "status: approved" in env.issue.path.read_text()
     resumed = env.send()
     assert resumed.state == "sent" and resumed.sent == 56 and resumed.failed == 4
@@ -285,7 +288,9 @@ def test_scheduler_reads_slot_events_and_the_ledger_on_each_backend(send_env, sm
     campaign = lg.start_campaign(
         env.engine, 1, "main", provider="smtp", subject="s", content_commit="c", holder="me:1"
     )
-    lg.set_state(env.engine, campaign.id, "paused", "reputation guard: test")
+    lg.set_state(
+        env.engine, campaign.id, "paused", "reputation guard: test", kind=lg.PauseKind.GUARD
+    )
     state = read_state(env.engine, env.library, [slot], "main")
     assert state.kinds(slot) == frozenset({"test_sent"})
     assert state.held == {1: "reputation guard: test"} and state.sent == frozenset()

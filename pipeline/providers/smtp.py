@@ -64,7 +64,9 @@ class SmtpProvider:
     """Sends each message over SMTP; settings in ``[provider.smtp]``."""
 
     name = "smtp"
-    max_batch = 50
+    # One message a call: the send loop marks each call in flight before it, so a crash
+    # leaves at most one message per connection in doubt.
+    max_batch = 1
     idempotent = False
 
     def __init__(self, settings: Settings):

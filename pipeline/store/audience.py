@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.errors import NotFound
 from pipeline.store.db import reading
+from pipeline.store.ledger import deliveries
 from pipeline.store.lists import list_id_conn
 from pipeline.store.schema import memberships, subscribers, suppressions
 from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsubscribe_token
@@ -101,10 +102,19 @@ def recipients_by_id(
     return {r.id: _recipient(r, list_id) for r in rows}
 
 
-def audience_count(engine: Engine, list_name: str) -> int:
-    """How many recipients ``audience`` would yield right now."""
+def audience_count(engine: Engine, list_name: str, *, not_in_issue: int | None = None) -> int:
+    """How many recipients ``audience`` would yield right now; with ``not_in_issue``, only
+    those the ledger of that issue does not have (who joined after its send started)."""
     with reading(engine) as conn:
         list_id = list_id_conn(conn, list_name)
         assert list_id is not None
-        sub = _audience_query(list_id).subquery()
+        query = _audience_query(list_id)
+        if not_in_issue is not None:
+            d = deliveries.c
+            query = query.where(
+                ~sa.exists().where(
+                    d.issue_number == not_in_issue, d.subscriber_id == subscribers.c.id
+                )
+            )
+        sub = query.subquery()
         return conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()

@@ -1,13 +1,17 @@
-"""The send ledger: campaigns and one delivery row per recipient (the code's view of 0002).
+"""The send ledger: campaigns and one delivery row per recipient (migrations 0002, 0005).
 
-A recipient is written down (``pending``) before any provider sees them, marked
-``inflight`` in its own committed transaction just before the hand-over, and
-``sent`` or ``failed`` after. A crash leaves ``inflight`` rows, which the next
-run turns into ``unknown``: the provider may or may not have taken them.
+A recipient is written down (``pending``) before any provider sees them. A sender
+``claim``s a few rows ahead (``claimed``: taken, not handed over), marks each
+provider call's rows ``inflight`` in a committed transaction just before the
+hand-over, and writes the answer (``sent``, ``failed``, back to ``pending`` for a
+retry, or ``unknown``) as soon as it has it. After a crash, ``claimed`` rows go
+back to pending (no provider saw them) and ``inflight`` rows become ``unknown``:
+the provider may or may not have them, and only those are in doubt.
 """
 
 from __future__ import annotations
 
+import enum
 import os
 import secrets
 import socket
@@ -23,8 +27,39 @@ from pipeline.errors import SendError
 from pipeline.store.db import as_utc, reading, transaction, utcnow
 from pipeline.store.schema import UTC_TIME, BigId, metadata, subscribers
 
-STATES = ("pending", "inflight", "sent", "failed", "unknown")
-CAMPAIGN_STATES = ("sending", "paused", "sent")
+
+class DeliveryState(enum.StrEnum):
+    """Where one delivery stands."""
+
+    PENDING = "pending"  # waiting (maybe for a retry at next_attempt_at)
+    CLAIMED = "claimed"  # taken by a sender, not handed to a provider yet
+    INFLIGHT = "inflight"  # handed to a provider, answer not written yet
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"  # a provider may have it: only the operator resolves it
+
+
+class CampaignState(enum.StrEnum):
+    """Where one campaign stands."""
+
+    SENDING = "sending"
+    PAUSED = "paused"  # stopped before the end, see pause_kind; running again resumes
+    UNRESOLVED = "unresolved"  # nothing left to send but unknown rows wait for a decision
+    SENT = "sent"
+
+
+class PauseKind(enum.StrEnum):
+    """Why a campaign paused: the scheduler matches on this, people read pause_reason."""
+
+    STOPPED = "stopped"  # a signal or stop request: resumes by itself
+    GUARD = "guard"  # the reputation guard: a human looks first
+    PROVIDER = "provider"  # the provider refused the sender or account
+    UNKNOWN = "unknown"  # unknown rows wait for --retry-unknown or --write-off-unknown
+
+
+STATES = tuple(DeliveryState)
+CAMPAIGN_STATES = tuple(CampaignState)
+WRITTEN_OFF = "written off by the operator: the provider may have delivered it; not sent again"
 # A holder on another machine is presumed dead after this long without a heartbeat.
 STALE_AFTER = timedelta(minutes=2)
 
@@ -39,6 +74,7 @@ campaigns = sa.Table(
     sa.Column("content_commit", sa.String(64), nullable=False, server_default="unknown"),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("pause_reason", sa.String(500)),
+    sa.Column("pause_kind", sa.String(16)),
     sa.Column("total", sa.Integer, nullable=False, server_default="0"),
     sa.Column("holder", sa.String(200)),
     sa.Column("heartbeat", UTC_TIME),
@@ -62,6 +98,7 @@ deliveries = sa.Table(
     sa.Column("permanent", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("provider_id", sa.String(300)),
     sa.Column("last_error", sa.String(500)),
+    sa.Column("error_code", sa.String(64)),
     sa.Column("next_attempt_at", UTC_TIME),
     sa.Column("created_at", UTC_TIME, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
@@ -81,8 +118,9 @@ class Campaign:
     provider: str
     subject: str
     content_commit: str
-    state: str
+    state: CampaignState
     pause_reason: str | None
+    pause_kind: PauseKind | None
     total: int
     holder: str | None
     created_at: datetime
@@ -106,24 +144,28 @@ def holder_name() -> str:
 
 
 def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime) -> bool:
+    """A holder is alive while its heartbeat is fresh. On this host a fresh holder whose
+    process is gone is dead at once; a PID check never revives a stale heartbeat (PIDs
+    are reused, so some process may well have the old number)."""
     if not holder:
+        return False
+    fresh = heartbeat is not None and now - as_utc(heartbeat) < STALE_AFTER
+    if not fresh:
         return False
     host, _, rest = holder.partition(":")
     pid, _, nonce = rest.partition(":")
-    fresh = heartbeat is not None and now - as_utc(heartbeat) < STALE_AFTER
     if host == socket.gethostname() and pid.isdigit():
         if int(pid) == os.getpid():
             # Another send of this very process: alive while it beats. A name without a
             # nonce is from before sends were told apart: an earlier, finished call.
-            return bool(nonce) and fresh
+            return bool(nonce)
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             return False
         except PermissionError:
             return True
-        return True
-    return fresh
+    return True
 
 
 def _campaign(row: sa.Row) -> Campaign:
@@ -134,8 +176,9 @@ def _campaign(row: sa.Row) -> Campaign:
         provider=row.provider,
         subject=row.subject,
         content_commit=row.content_commit,
-        state=row.state,
+        state=CampaignState(row.state),
         pause_reason=row.pause_reason,
+        pause_kind=PauseKind(row.pause_kind) if row.pause_kind else None,
         total=row.total,
         holder=row.holder,
         created_at=as_utc(row.created_at),
@@ -240,15 +283,15 @@ def release(engine: Engine, campaign_id: int, holder: str) -> None:
 def set_state(
     engine: Engine,
     campaign_id: int,
-    state: str,
+    state: CampaignState,
     reason: str | None = None,
     total: int | None = None,
+    kind: PauseKind | None = None,
 ) -> None:
-    """Move a campaign to sending, paused (with a reason) or sent."""
-    if state not in CAMPAIGN_STATES:
-        raise ValueError(state)
-    values: dict = {"state": state, "pause_reason": reason}
-    if state == "sent":
+    """Move a campaign to sending, paused or unresolved (with a reason and kind) or sent."""
+    state = CampaignState(state)
+    values: dict = {"state": state.value, "pause_reason": reason, "pause_kind": kind}
+    if state is CampaignState.SENT:
         values["finished_at"] = utcnow()
     if total is not None:
         values["total"] = total
@@ -293,17 +336,26 @@ def _count(conn: Connection, campaign_id: int) -> int:
     ).scalar_one()
 
 
-def settle_inflight(engine: Engine, campaign_id: int, *, retry_unknown: bool) -> tuple[int, int]:
-    """After a crash: inflight rows become unknown; with ``retry_unknown`` unknown rows
-    go back to pending. Returns (rows found in flight, rows put back to pending)."""
+def settle(engine: Engine, campaign_id: int, *, retry_unknown: bool) -> tuple[int, int]:
+    """Before a (re)start: rows a dead sender had claimed but not handed over go back to
+    pending; rows it had handed over become unknown; with ``retry_unknown`` unknown rows
+    go back to pending too. Returns (rows found in flight, unknown rows put back)."""
     now = utcnow()
+    d = deliveries.c
+    mine = d.campaign_id == campaign_id
     with transaction(engine) as conn:
+        conn.execute(
+            deliveries.update()
+            .where(mine, d.state == DeliveryState.CLAIMED)
+            .values(state=DeliveryState.PENDING, updated_at=now)
+        )
         found = conn.execute(
             deliveries.update()
-            .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == "inflight")
+            .where(mine, d.state == DeliveryState.INFLIGHT)
             .values(
-                state="unknown",
+                state=DeliveryState.UNKNOWN,
                 last_error="in flight when a send stopped; the provider may have it",
+                error_code="crash",
                 updated_at=now,
             )
         ).rowcount
@@ -311,19 +363,37 @@ def settle_inflight(engine: Engine, campaign_id: int, *, retry_unknown: bool) ->
         if retry_unknown:
             back = conn.execute(
                 deliveries.update()
-                .where(deliveries.c.campaign_id == campaign_id, deliveries.c.state == "unknown")
-                .values(state="pending", next_attempt_at=None, updated_at=now)
+                .where(mine, d.state == DeliveryState.UNKNOWN)
+                .values(state=DeliveryState.PENDING, next_attempt_at=None, updated_at=now)
             ).rowcount
     return found, back
 
 
+def write_off_unknown(engine: Engine, campaign_id: int) -> int:
+    """The operator's decision on unknown rows: record them as not sent (never resent)."""
+    d = deliveries.c
+    with transaction(engine) as conn:
+        return conn.execute(
+            deliveries.update()
+            .where(d.campaign_id == campaign_id, d.state == DeliveryState.UNKNOWN)
+            .values(
+                state=DeliveryState.FAILED,
+                last_error=WRITTEN_OFF,
+                error_code="written-off",
+                permanent=False,
+                updated_at=utcnow(),
+            )
+        ).rowcount
+
+
 def claim(engine: Engine, campaign_id: int, limit: int, now: datetime) -> list[Claimed]:
-    """Mark up to ``limit`` due pending rows in flight, lowest subscriber id first."""
+    """Take up to ``limit`` due pending rows (``claimed``: not handed over yet), lowest
+    subscriber id first. ``mark_inflight`` marks them just before the hand-over."""
     d = deliveries.c
     due = sa.or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)
     pick = (
         sa.select(d.id)
-        .where(d.campaign_id == campaign_id, d.state == "pending", due)
+        .where(d.campaign_id == campaign_id, d.state == DeliveryState.PENDING, due)
         .order_by(d.subscriber_id)
         .limit(limit)
     )
@@ -338,8 +408,8 @@ def claim(engine: Engine, campaign_id: int, limit: int, now: datetime) -> list[C
     with transaction(engine) as conn:
         rows = conn.execute(
             deliveries.update()
-            .where(d.id.in_(sa.select(picked.c.id)), d.state == "pending")
-            .values(state="inflight", updated_at=now)
+            .where(d.id.in_(sa.select(picked.c.id)), d.state == DeliveryState.PENDING)
+            .values(state=DeliveryState.CLAIMED, updated_at=now)
             .returning(d.id, d.subscriber_id, d.attempts)
         ).all()
     rows.sort(key=lambda r: r.subscriber_id)
@@ -352,7 +422,7 @@ def next_due(engine: Engine, campaign_id: int) -> datetime | None:
     with reading(engine) as conn:
         row = conn.execute(
             sa.select(sa.func.count(), sa.func.min(d.next_attempt_at)).where(
-                d.campaign_id == campaign_id, d.state == "pending"
+                d.campaign_id == campaign_id, d.state == DeliveryState.PENDING
             )
         ).one()
     if not row[0]:
@@ -362,31 +432,45 @@ def next_due(engine: Engine, campaign_id: int) -> datetime | None:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What to write for one delivery after the provider answered."""
+    """What to write for one delivery after the provider answered.
+
+    ``counted`` False puts a row back without counting a try: it was never handed
+    over (the provider could not be reached, or refused the sender as a whole)."""
 
     id: int
-    state: str  # sent | pending (retry later) | failed
+    state: DeliveryState  # sent | pending (retry later) | failed | unknown
     provider_id: str | None = None
     error: str | None = None
+    code: str | None = None
     permanent: bool = False
     next_attempt_at: datetime | None = None
+    counted: bool = True
 
 
-def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = None) -> None:
-    """Write the providers' answers for a batch in one transaction."""
+def write_step(
+    engine: Engine,
+    outcomes: Iterable[Outcome] = (),
+    inflight: Sequence[int] = (),
+    release: Sequence[int] = (),
+    now: datetime | None = None,
+) -> None:
+    """One transaction for one turn of the send loop: the answers the providers gave,
+    the rows about to be handed over (``inflight``), and claimed rows given back."""
     now = now or utcnow()
     sent, rest = [], []
     for o in outcomes:
-        if o.state == "sent":
+        if o.state == DeliveryState.SENT:
             sent.append({"b_id": o.id, "b_pid": (o.provider_id or "")[:300] or None})
         else:
             rest.append(
                 {
                     "b_id": o.id,
-                    "b_state": o.state,
+                    "b_state": DeliveryState(o.state).value,
                     "b_err": (o.error or "")[:500],
+                    "b_code": (o.code or "")[:64] or None,
                     "b_perm": o.permanent,
                     "b_next": o.next_attempt_at,
+                    "b_tries": 1 if o.counted else 0,
                 }
             )
     d = deliveries.c
@@ -396,10 +480,11 @@ def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = N
                 deliveries.update()
                 .where(d.id == sa.bindparam("b_id"))
                 .values(
-                    state="sent",
+                    state=DeliveryState.SENT,
                     provider_id=sa.bindparam("b_pid"),
                     attempts=d.attempts + 1,
                     last_error=None,
+                    error_code=None,
                     sent_at=now,
                     updated_at=now,
                 ),
@@ -412,13 +497,31 @@ def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = N
                 .values(
                     state=sa.bindparam("b_state"),
                     last_error=sa.bindparam("b_err"),
+                    error_code=sa.bindparam("b_code"),
                     permanent=sa.bindparam("b_perm"),
                     next_attempt_at=sa.bindparam("b_next"),
-                    attempts=d.attempts + 1,
+                    attempts=d.attempts + sa.bindparam("b_tries", type_=sa.Integer),
                     updated_at=now,
                 ),
                 rest,
             )
+        if inflight:
+            conn.execute(
+                deliveries.update()
+                .where(d.id.in_(list(inflight)), d.state == DeliveryState.CLAIMED)
+                .values(state=DeliveryState.INFLIGHT, updated_at=now)
+            )
+        if release:
+            conn.execute(
+                deliveries.update()
+                .where(d.id.in_(list(release)), d.state == DeliveryState.CLAIMED)
+                .values(state=DeliveryState.PENDING, updated_at=now)
+            )
+
+
+def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = None) -> None:
+    """Write the providers' answers in one transaction."""
+    write_step(engine, outcomes, now=now)
 
 
 def state_counts(engine: Engine, campaign_id: int) -> dict[str, int]:
@@ -430,7 +533,7 @@ def state_counts(engine: Engine, campaign_id: int) -> dict[str, int]:
             .where(d.campaign_id == campaign_id)
             .group_by(d.state)
         ).all()
-    out = dict.fromkeys(STATES, 0)
+    out = {state.value: 0 for state in DeliveryState}
     out.update({state: n for state, n in rows})
     return out
 
@@ -441,24 +544,50 @@ def permanent_failures(engine: Engine, campaign_id: int) -> int:
     with reading(engine) as conn:
         return conn.execute(
             sa.select(sa.func.count()).where(
-                d.campaign_id == campaign_id, d.state == "failed", d.permanent.is_(True)
+                d.campaign_id == campaign_id,
+                d.state == DeliveryState.FAILED,
+                d.permanent.is_(True),
             )
         ).scalar_one()
 
 
-def failures(engine: Engine, campaign_id: int, limit: int = 20) -> list[tuple[str, bool, int]]:
-    """Failed deliveries grouped by reason: (reason, permanent, count), biggest first."""
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed or unknown deliveries that share one cause."""
+
+    code: str
+    reason: str
+    state: DeliveryState
+    permanent: bool
+    count: int
+
+    @property
+    def label(self) -> str:
+        return " ".join(p for p in (self.code, self.reason) if p)
+
+
+def failures(engine: Engine, campaign_id: int, limit: int = 20) -> list[FailureGroup]:
+    """Failed and unknown deliveries grouped by cause, biggest group first. A cause is the
+    provider's code and short text, kept apart from the address, so groups really group."""
     d = deliveries.c
     n = sa.func.count().label("n")
     with reading(engine) as conn:
         rows = conn.execute(
-            sa.select(d.last_error, d.permanent, n)
-            .where(d.campaign_id == campaign_id, d.state.in_(("failed", "unknown")))
-            .group_by(d.last_error, d.permanent)
-            .order_by(n.desc(), d.last_error)
+            sa.select(d.error_code, d.last_error, d.state, d.permanent, n)
+            .where(
+                d.campaign_id == campaign_id,
+                d.state.in_((DeliveryState.FAILED, DeliveryState.UNKNOWN)),
+            )
+            .group_by(d.error_code, d.last_error, d.state, d.permanent)
+            .order_by(n.desc(), d.error_code, d.last_error)
             .limit(limit)
         ).all()
-    return [(r.last_error or "", bool(r.permanent), r.n) for r in rows]
+    return [
+        FailureGroup(
+            r.error_code or "", r.last_error or "", DeliveryState(r.state), bool(r.permanent), r.n
+        )
+        for r in rows
+    ]
 
 
 def failed_addresses(
@@ -468,37 +597,42 @@ def failed_addresses(
     d = deliveries.c
     with reading(engine) as conn:
         rows = conn.execute(
-            sa.select(d.subscriber_id, subscribers.c.email, d.state, d.last_error)
+            sa.select(d.subscriber_id, subscribers.c.email, d.state, d.error_code, d.last_error)
             .select_from(deliveries.outerjoin(subscribers, subscribers.c.id == d.subscriber_id))
-            .where(d.campaign_id == campaign_id, d.state.in_(("failed", "unknown")))
+            .where(
+                d.campaign_id == campaign_id,
+                d.state.in_((DeliveryState.FAILED, DeliveryState.UNKNOWN)),
+            )
             .order_by(d.subscriber_id)
             .limit(limit)
         ).all()
-    return [(r.subscriber_id, r.email, r.state, r.last_error or "") for r in rows]
+    return [
+        (
+            r.subscriber_id,
+            r.email,
+            r.state,
+            " ".join(p for p in (r.error_code, r.last_error) if p),
+        )
+        for r in rows
+    ]
 
 
 def timing(engine: Engine, campaign_id: int) -> tuple[datetime | None, datetime | None]:
-    """The first and last moment a delivery of the campaign was recorded sent."""
+    """When the campaign started, and the last moment a delivery was recorded sent."""
     d = deliveries.c
     with reading(engine) as conn:
-        row = conn.execute(
-            sa.select(sa.func.min(d.sent_at), sa.func.max(d.sent_at)).where(
-                d.campaign_id == campaign_id, d.state == "sent"
+        started = conn.execute(
+            sa.select(campaigns.c.started_at).where(campaigns.c.id == campaign_id)
+        ).scalar_one_or_none()
+        last = conn.execute(
+            sa.select(sa.func.max(d.sent_at)).where(
+                d.campaign_id == campaign_id, d.state == DeliveryState.SENT
             )
-        ).one()
-    return as_utc(row[0]), as_utc(row[1])
+        ).scalar_one()
+    return as_utc(started), as_utc(last)
 
 
-def release_claims(engine: Engine, ids: Sequence[int], next_attempt_at: datetime | None) -> None:
-    """Put claimed rows back to pending without counting an attempt: no provider saw them
-    (a stop before the hand-over, or a provider that could not be reached)."""
-    if not ids:
-        return
-    now = utcnow()
-    d = deliveries.c
-    with transaction(engine) as conn:
-        conn.execute(
-            deliveries.update()
-            .where(d.id.in_(list(ids)), d.state == "inflight")
-            .values(state="pending", next_attempt_at=next_attempt_at, updated_at=now)
-        )
+def release_claims(engine: Engine, ids: Sequence[int]) -> None:
+    """Put claimed rows back to pending without counting a try: no provider saw them."""
+    if ids:
+        write_step(engine, release=ids)

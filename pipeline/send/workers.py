@@ -1,0 +1,165 @@
+"""Send workers: one thread and one provider connection each, asking before every hand-over.
+
+A worker takes a chunk of claimed rows, builds each provider call's messages, and
+then asks the desk (the thread that owns the database) for a go: the desk writes
+the previous call's answers and marks this call's rows ``inflight`` in one
+committed transaction, and only then may the worker push. So at any moment at
+most one provider call per worker is in doubt, whatever the chunk size; and when
+the desk says no (a stop, a pause), the worker gives the rest back untouched.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from ..errors import ProviderError, ProviderUnavailable, SendError
+from ..message import MessageFactory
+from ..providers.base import OutgoingMessage, Provider, Result
+from ..ratelimit import RateLimiter
+from ..store.audience import Recipient
+from ..store.ledger import Claimed
+
+
+def delivery_key(issue_number: int, subscriber_id: int) -> str:
+    """The stable key of one delivery: idempotency key, outbox file name, Message-ID stem."""
+    return f"issue-{issue_number:03d}.subscriber-{subscriber_id}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Claimed rows for one worker, with the recipients they are for."""
+
+    rows: tuple[tuple[Claimed, Recipient], ...]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A provider's answer for one claimed row."""
+
+    claimed: Claimed
+    recipient: Recipient
+    result: Result
+
+
+@dataclass
+class Step:
+    """One turn between a worker and the desk.
+
+    ``answered`` are the answers since the last step; ``handover`` the rows the worker
+    wants to push next (the desk marks them in flight before saying go); ``returned``
+    rows it gives back without handing them over; ``done`` ends the chunk.
+    """
+
+    answered: list[Answer]
+    handover: list[Claimed] = field(default_factory=list)
+    returned: list[Claimed] = field(default_factory=list)
+    done: bool = False
+    fatal: str | None = None  # the provider failed in a way nobody expected: pause
+    go: bool = False
+    ready: threading.Event = field(default_factory=threading.Event)
+
+
+class Worker(threading.Thread):
+    """Pushes chunks through one provider instance, one provider call at a time."""
+
+    def __init__(
+        self,
+        index: int,
+        provider: Provider,
+        factory: MessageFactory,
+        limiter: RateLimiter,
+        issue_number: int,
+        inbox: queue.Queue,
+        desk: queue.Queue,
+    ):
+        super().__init__(name=f"brief-send-{index}", daemon=True)
+        self.provider = provider
+        self.factory = factory
+        self.limiter = limiter
+        self.issue_number = issue_number
+        self.inbox = inbox
+        self.desk = desk
+        self._opened = False
+
+    def run(self) -> None:
+        try:
+            while (chunk := self.inbox.get()) is not None:
+                self._chunk(chunk)
+        finally:
+            self._close()
+
+    def _chunk(self, chunk: Chunk) -> None:
+        rows = list(chunk.rows)
+        size = max(1, int(self.provider.max_batch))
+        answered: list[Answer] = []
+        fatal: str | None = None
+        i = 0
+        while i < len(rows):
+            group = rows[i : i + size]
+            i += len(group)
+            built: list[tuple[Claimed, Recipient, OutgoingMessage]] = []
+            for claimed, rcpt in group:
+                key = delivery_key(self.issue_number, claimed.subscriber_id)
+                try:
+                    built.append((claimed, rcpt, self.factory.for_recipient(key, rcpt)))
+                except SendError as exc:  # an address no header can carry
+                    answered.append(
+                        Answer(claimed, rcpt, Result.permanent(key, str(exc), "address"))
+                    )
+            if not built:
+                continue
+            # Wait for the rate limit before asking: a stop while waiting leaves nothing
+            # in flight.
+            self.limiter.acquire(len(built))
+            step = Step(answered, handover=[c for c, _, _ in built])
+            answered = []
+            self.desk.put(step)
+            step.ready.wait()
+            if not step.go:
+                back = [c for c, _, _ in built] + [c for c, _ in rows[i:]]
+                self.desk.put(Step([], returned=back, done=True))
+                return
+            results, fatal = self._push([m for _, _, m in built])
+            answered.extend(
+                Answer(c, r, res) for (c, r, _), res in zip(built, results, strict=True)
+            )
+            if fatal is not None:
+                self.desk.put(
+                    Step(answered, returned=[c for c, _ in rows[i:]], done=True, fatal=fatal)
+                )
+                return
+        self.desk.put(Step(answered, done=True))
+
+    def _push(self, messages: list[OutgoingMessage]) -> tuple[list[Result], str | None]:
+        """The provider's results for ``messages``, one each in order, whatever happens."""
+        try:
+            if not self._opened:
+                self.provider.open()
+                self._opened = True
+            results = list(self.provider.push(messages))
+        except ProviderUnavailable as exc:
+            self._close()
+            return [Result.not_taken(m.key, str(exc), "unreachable") for m in messages], None
+        except ProviderError as exc:
+            self._close()
+            return [Result.sender_problem(m.key, str(exc), "provider") for m in messages], None
+        except Exception as exc:  # noqa: BLE001 - a provider bug: nobody knows what it sent
+            self._close()
+            why = f"{self.provider.name}: {type(exc).__name__}: {exc}"
+            return [Result.unknown(m.key, why, "provider-crash") for m in messages], why
+        by_key = {r.key: r for r in results}
+        # A provider that answered for fewer messages than it was given: the missing
+        # ones may or may not have gone.
+        return [
+            by_key.get(m.key) or Result.unknown(m.key, "the provider gave no answer", "no-answer")
+            for m in messages
+        ], None
+
+    def _close(self) -> None:
+        self._opened = False
+        try:
+            self.provider.close()  # safe to call twice, by the protocol
+        except Exception:  # noqa: BLE001 - closing a broken provider
+            pass

@@ -1,0 +1,51 @@
+"""Send outcomes: rows claimed but not handed over, failure causes as a class, and a
+campaign state for a send whose only remaining rows are unknown.
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+DELIVERY_STATES = "('pending', 'claimed', 'inflight', 'sent', 'failed', 'unknown')"
+CAMPAIGN_STATES = "('sending', 'paused', 'unresolved', 'sent')"
+
+
+def upgrade() -> None:
+    # batch_alter_table: SQLite rebuilds the table (it cannot alter a CHECK constraint);
+    # PostgreSQL gets plain ALTERs.
+    with op.batch_alter_table("deliveries") as batch:
+        # The machine part of a failure ("550 5.1.1", "postmark 406"): what status groups by.
+        batch.add_column(sa.Column("error_code", sa.String(64)))
+        batch.drop_constraint("ck_deliveries_delivery_state", type_="check")
+        batch.create_check_constraint("ck_deliveries_delivery_state", f"state IN {DELIVERY_STATES}")
+    with op.batch_alter_table("campaigns") as batch:
+        # Why a campaign paused, as a value the scheduler can match (the reason is for people).
+        batch.add_column(sa.Column("pause_kind", sa.String(16)))
+        batch.drop_constraint("ck_campaigns_campaign_state", type_="check")
+        batch.create_check_constraint("ck_campaigns_campaign_state", f"state IN {CAMPAIGN_STATES}")
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("campaigns") as batch:
+        batch.drop_constraint("ck_campaigns_campaign_state", type_="check")
+        batch.create_check_constraint(
+            "ck_campaigns_campaign_state", "state IN ('sending', 'paused', 'sent')"
+        )
+        batch.drop_column("pause_kind")
+    with op.batch_alter_table("deliveries") as batch:
+        batch.drop_constraint("ck_deliveries_delivery_state", type_="check")
+        batch.create_check_constraint(
+            "ck_deliveries_delivery_state",
+            "state IN ('pending', 'inflight', 'sent', 'failed', 'unknown')",
+        )
+        batch.drop_column("error_code")
