@@ -42,6 +42,7 @@ from .workers import Answer, Chunk, Step, Worker, delivery_key
 
 SENDABLE = ("approved", "sent")
 HEARTBEAT_EVERY = 10.0
+CLAIM_IDLE = 0.5  # seconds between claims once nothing more was due
 LEFT = "not sent: no longer in the audience (unsubscribed, suppressed or erased)"
 STOPPED = "stopped before the end; run the send again to resume"
 
@@ -278,6 +279,7 @@ class _Desk:
         self.outstanding = 0  # chunks given to workers and not done yet
         self.kind: PauseKind | None = None
         self.closing = False  # no more hand-overs: the loop is ending
+        self.claim_after = 0.0  # monotonic time before which claiming finds nothing due
         self.reason: str | None = None
         self.total = sum(counts.values())
         self.tally = {k: counts[k] for k in ("sent", "failed", "unknown")}
@@ -309,8 +311,12 @@ class _Desk:
     # -- claiming ------------------------------------------------------------
 
     def _refill(self) -> None:
-        while self.outstanding < self.ahead:
+        while self.outstanding < self.ahead and time.monotonic() >= self.claim_after:
             claimed = lg.claim(self.engine, self.campaign.id, self.batch_size, utcnow())
+            if len(claimed) < self.batch_size:
+                # Nothing more is due now: claiming again at every turn would be a write
+                # transaction per answer. Look again in a moment (retries come due).
+                self.claim_after = time.monotonic() + CLAIM_IDLE
             if not claimed:
                 return
             found = recipients_by_id(
@@ -337,6 +343,7 @@ class _Desk:
         self._report(next_retry_in=max(0.0, wait))
         if wait > 0:
             self.stop.wait(min(wait, 1.0))
+        self.claim_after = 0.0  # nothing is with a worker: claim at once
         return True
 
     # -- serving workers -------------------------------------------------------

@@ -90,12 +90,13 @@ class Judge:
     ) -> None:
         # The cause without the address: failures group by it (a provider may have
         # quoted the recipient back, as most SMTP servers do).
-        code, reason = r.code, scrub(r.reason, address)
         if r.fate is Fate.SENT:
             v.outcomes.append(Outcome(row_id, DeliveryState.SENT, provider_id=r.provider_id))
             v.sent += 1
             self.guard.add(False)
-        elif r.fate is Fate.UNKNOWN:
+            return
+        code, reason = r.code, scrub(r.reason, address)
+        if r.fate is Fate.UNKNOWN:
             v.outcomes.append(Outcome(row_id, DeliveryState.UNKNOWN, error=reason, code=code))
         elif r.fate is Fate.TRANSIENT:
             v.slow = v.slow or bool(_SLOW.search(f"{code} {reason}"))

@@ -12,6 +12,7 @@ the provider may or may not have them, and only those are in doubt.
 from __future__ import annotations
 
 import enum
+import functools
 import os
 import secrets
 import socket
@@ -447,6 +448,55 @@ class Outcome:
     counted: bool = True
 
 
+@functools.cache
+def _step_statements() -> tuple:
+    """The send loop's four writes, built once: it runs them for every provider call, and
+    building an expression costs more than SQLite takes to run it."""
+    d = deliveries.c
+    now = sa.bindparam("b_now", type_=UTC_TIME)
+    sent = (
+        deliveries.update()
+        .where(d.id == sa.bindparam("b_id"))
+        .values(
+            state=DeliveryState.SENT.value,
+            provider_id=sa.bindparam("b_pid"),
+            attempts=d.attempts + 1,
+            last_error=None,
+            error_code=None,
+            sent_at=now,
+            updated_at=now,
+        )
+    )
+    rest = (
+        deliveries.update()
+        .where(d.id == sa.bindparam("b_id"))
+        .values(
+            state=sa.bindparam("b_state"),
+            last_error=sa.bindparam("b_err"),
+            error_code=sa.bindparam("b_code"),
+            permanent=sa.bindparam("b_perm"),
+            next_attempt_at=sa.bindparam("b_next", type_=UTC_TIME),
+            attempts=d.attempts + sa.bindparam("b_tries", type_=sa.Integer),
+            updated_at=now,
+        )
+    )
+    ids = sa.bindparam("b_ids", expanding=True)
+
+    def move(old: DeliveryState, new: DeliveryState):
+        return (
+            deliveries.update()
+            .where(d.id.in_(ids), d.state == old.value)
+            .values(state=new.value, updated_at=now)
+        )
+
+    return (
+        sent,
+        rest,
+        move(DeliveryState.CLAIMED, DeliveryState.INFLIGHT),
+        move(DeliveryState.CLAIMED, DeliveryState.PENDING),
+    )
+
+
 def write_step(
     engine: Engine,
     outcomes: Iterable[Outcome] = (),
@@ -460,7 +510,7 @@ def write_step(
     sent, rest = [], []
     for o in outcomes:
         if o.state == DeliveryState.SENT:
-            sent.append({"b_id": o.id, "b_pid": (o.provider_id or "")[:300] or None})
+            sent.append({"b_id": o.id, "b_pid": (o.provider_id or "")[:300] or None, "b_now": now})
         else:
             rest.append(
                 {
@@ -471,52 +521,19 @@ def write_step(
                     "b_perm": o.permanent,
                     "b_next": o.next_attempt_at,
                     "b_tries": 1 if o.counted else 0,
+                    "b_now": now,
                 }
             )
-    d = deliveries.c
+    sent_stmt, rest_stmt, to_inflight, to_pending = _step_statements()
     with transaction(engine) as conn:
         if sent:
-            conn.execute(
-                deliveries.update()
-                .where(d.id == sa.bindparam("b_id"))
-                .values(
-                    state=DeliveryState.SENT,
-                    provider_id=sa.bindparam("b_pid"),
-                    attempts=d.attempts + 1,
-                    last_error=None,
-                    error_code=None,
-                    sent_at=now,
-                    updated_at=now,
-                ),
-                sent,
-            )
+            conn.execute(sent_stmt, sent)
         if rest:
-            conn.execute(
-                deliveries.update()
-                .where(d.id == sa.bindparam("b_id"))
-                .values(
-                    state=sa.bindparam("b_state"),
-                    last_error=sa.bindparam("b_err"),
-                    error_code=sa.bindparam("b_code"),
-                    permanent=sa.bindparam("b_perm"),
-                    next_attempt_at=sa.bindparam("b_next"),
-                    attempts=d.attempts + sa.bindparam("b_tries", type_=sa.Integer),
-                    updated_at=now,
-                ),
-                rest,
-            )
+            conn.execute(rest_stmt, rest)
         if inflight:
-            conn.execute(
-                deliveries.update()
-                .where(d.id.in_(list(inflight)), d.state == DeliveryState.CLAIMED)
-                .values(state=DeliveryState.INFLIGHT, updated_at=now)
-            )
+            conn.execute(to_inflight, {"b_ids": list(inflight), "b_now": now})
         if release:
-            conn.execute(
-                deliveries.update()
-                .where(d.id.in_(list(release)), d.state == DeliveryState.CLAIMED)
-                .values(state=DeliveryState.PENDING, updated_at=now)
-            )
+            conn.execute(to_pending, {"b_ids": list(release), "b_now": now})
 
 
 def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = None) -> None:
