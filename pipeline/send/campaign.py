@@ -162,10 +162,10 @@ def send_campaign(
         # The audience is written down once, at the first start (total is set when
         # that finished); a resume adds nobody unless asked.
         if campaign.total == 0 or include_new:
-            _enqueue(engine, campaign.id, issue.number, list_name)
+            lg.enqueue_audience(engine, campaign)
             joined = 0
         else:
-            joined = audience_count(engine, list_name, not_in_issue=issue.number)
+            joined = lg.joined_since(engine, campaign)
         counts = lg.state_counts(engine, campaign.id)
         total = sum(counts.values())
         if total == 0:
@@ -231,16 +231,6 @@ def send_campaign(
         joined_since=joined,
         written_off=written_off,
     )
-
-
-def _enqueue(engine: Engine, campaign_id: int, issue_number: int, list_name: str) -> None:
-    ids: list[int] = []
-    for r in audience(engine, list_name, batch_size=1000):
-        ids.append(r.subscriber_id)
-        if len(ids) >= 1000:
-            lg.enqueue(engine, campaign_id, issue_number, ids)
-            ids = []
-    lg.enqueue(engine, campaign_id, issue_number, ids)
 
 
 class _Desk:
@@ -507,7 +497,7 @@ def plan(
     resume = camp is not None and camp.total > 0
     counts = lg.state_counts(engine, camp.id) if camp is not None else {}
     left = counts.get("pending", 0) + counts.get("claimed", 0) if resume else 0
-    joined = audience_count(engine, list_name, not_in_issue=issue.number) if resume else 0
+    joined = lg.joined_since(engine, camp) if camp is not None and resume else 0
     recipients = (
         left + (joined if include_new else 0) if resume else audience_count(engine, list_name)
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pipeline.errors import NotFound
 from pipeline.store.db import reading
-from pipeline.store.ledger import deliveries
 from pipeline.store.lists import list_id_conn
 from pipeline.store.schema import memberships, subscribers, suppressions
 from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsubscribe_token
@@ -18,19 +18,35 @@ from pipeline.store.tokens import preferences_token, unsubscribe_all_token, unsu
 
 @dataclass(frozen=True)
 class Recipient:
-    """One person to mail for one list, with their personal links' tokens."""
+    """One person to mail for one list; their personal links' tokens are minted on first
+    use (a send's bookkeeping only needs the id, and no message uses unsubscribe-all)."""
 
     subscriber_id: int
     email: str
     name: str | None
     list_id: int
     membership_id: int
-    unsubscribe_token: str
-    unsubscribe_all_token: str
-    preferences_token: str
+    token_key: str
+    consent_seq: int  # the membership's
+    all_seq: int  # the subscriber's
+
+    @cached_property
+    def unsubscribe_token(self) -> str:
+        return unsubscribe_token(self.token_key, self.membership_id, self.consent_seq)
+
+    @cached_property
+    def unsubscribe_all_token(self) -> str:
+        return unsubscribe_all_token(self.token_key, self.subscriber_id, self.all_seq)
+
+    @cached_property
+    def preferences_token(self) -> str:
+        return preferences_token(self.token_key, self.subscriber_id)
 
 
-def _audience_query(list_id: int) -> sa.Select:
+def audience_select(list_id: int) -> sa.Select:
+    """The confirmed, unsuppressed members of a list: subscriber id, email, name and what
+    their tokens are made from. Filter it on ``memberships.c.subscriber_id`` so the
+    (list_id, status, subscriber_id) index drives it whatever the planner's statistics."""
     m, s = memberships, subscribers
     not_suppressed = ~sa.exists().where(suppressions.c.address_hash == s.c.email_hash)
     return (
@@ -55,9 +71,9 @@ def _recipient(r: sa.Row, list_id: int) -> Recipient:
         name=r.name,
         list_id=list_id,
         membership_id=r.mid,
-        unsubscribe_token=unsubscribe_token(r.token_key, r.mid, r.consent_seq),
-        unsubscribe_all_token=unsubscribe_all_token(r.token_key, r.id, r.all_seq),
-        preferences_token=preferences_token(r.token_key, r.id),
+        token_key=r.token_key,
+        consent_seq=r.consent_seq,
+        all_seq=r.all_seq,
     )
 
 
@@ -73,7 +89,7 @@ def audience(engine: Engine, list_name: str, batch_size: int = 1000) -> Iterator
     # Order and page on the membership's subscriber_id (equal to subscribers.id) so the
     # (list_id, status, subscriber_id) index yields each page directly, without a sort.
     key = memberships.c.subscriber_id
-    query = _audience_query(list_id).order_by(key).limit(batch_size)
+    query = audience_select(list_id).order_by(key).limit(batch_size)
     after = 0
     while True:
         with reading(engine) as conn:
@@ -96,25 +112,19 @@ def recipients_by_id(
         list_id = list_id_conn(conn, list_name)
         if list_id is None:
             raise NotFound(f"no list {list_name!r}")
+        # On the membership's subscriber_id: an index condition, so a batch reads its own
+        # rows even before PostgreSQL has statistics (right after an import), instead of
+        # walking the whole list for each batch.
         rows = conn.execute(
-            _audience_query(list_id).where(subscribers.c.id.in_(list(subscriber_ids)))
+            audience_select(list_id).where(memberships.c.subscriber_id.in_(list(subscriber_ids)))
         ).all()
     return {r.id: _recipient(r, list_id) for r in rows}
 
 
-def audience_count(engine: Engine, list_name: str, *, not_in_issue: int | None = None) -> int:
-    """How many recipients ``audience`` would yield right now; with ``not_in_issue``, only
-    those the ledger of that issue does not have (who joined after its send started)."""
+def audience_count(engine: Engine, list_name: str) -> int:
+    """How many recipients ``audience`` would yield right now."""
     with reading(engine) as conn:
         list_id = list_id_conn(conn, list_name)
         assert list_id is not None
-        query = _audience_query(list_id)
-        if not_in_issue is not None:
-            d = deliveries.c
-            query = query.where(
-                ~sa.exists().where(
-                    d.issue_number == not_in_issue, d.subscriber_id == subscribers.c.id
-                )
-            )
-        sub = query.subquery()
+        sub = audience_select(list_id).subquery()
         return conn.execute(sa.select(sa.func.count()).select_from(sub)).scalar_one()

@@ -24,9 +24,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from pipeline.errors import SendError
+from pipeline.errors import NotFound, SendError
+from pipeline.store.audience import audience_select
 from pipeline.store.db import as_utc, reading, transaction, utcnow
-from pipeline.store.schema import UTC_TIME, BigId, metadata, subscribers
+from pipeline.store.lists import list_id_conn
+from pipeline.store.schema import UTC_TIME, BigId, memberships, metadata, subscribers
 
 
 class DeliveryState(enum.StrEnum):
@@ -306,6 +308,54 @@ def _insert_ignoring(conn: Connection, table: sa.Table, unique: list[str]):
     return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
 
 
+def enqueue_audience(engine: Engine, campaign: Campaign) -> int:
+    """Write a pending row for every current recipient of the campaign's list not yet in
+    this issue's ledger, in one set-based statement; returns how many were written."""
+    m = memberships.c
+    now = utcnow()
+    with transaction(engine) as conn:
+        list_id = list_id_conn(conn, campaign.list_name)
+        if list_id is None:
+            raise NotFound(f"no list {campaign.list_name!r}")
+        who = audience_select(list_id).with_only_columns(
+            sa.literal(campaign.id, sa.Integer),
+            sa.literal(campaign.issue_number, sa.Integer),
+            m.subscriber_id,
+            sa.literal(DeliveryState.PENDING.value, sa.String),
+            sa.literal(0, sa.Integer),
+            sa.literal(now, UTC_TIME),
+            sa.literal(now, UTC_TIME),
+        )
+        columns = [
+            "campaign_id",
+            "issue_number",
+            "subscriber_id",
+            "state",
+            "attempts",
+            "created_at",
+            "updated_at",
+        ]
+        insert = _insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
+        return conn.execute(insert.from_select(columns, who)).rowcount
+
+
+def joined_since(engine: Engine, campaign: Campaign) -> int:
+    """Recipients of the campaign's list now who are not in its ledger (joined after the
+    audience was written down at the first start)."""
+    d = deliveries.c
+    with reading(engine) as conn:
+        list_id = list_id_conn(conn, campaign.list_name)
+        if list_id is None:
+            return 0
+        who = audience_select(list_id).where(
+            ~sa.exists().where(
+                d.issue_number == campaign.issue_number,
+                d.subscriber_id == memberships.c.subscriber_id,
+            )
+        )
+        return conn.execute(sa.select(sa.func.count()).select_from(who.subquery())).scalar_one()
+
+
 def enqueue(
     engine: Engine, campaign_id: int, issue_number: int, subscriber_ids: Sequence[int]
 ) -> int:
@@ -318,7 +368,7 @@ def enqueue(
             "campaign_id": campaign_id,
             "issue_number": issue_number,
             "subscriber_id": sid,
-            "state": "pending",
+            "state": DeliveryState.PENDING.value,
             "attempts": 0,
             "created_at": now,
             "updated_at": now,
@@ -326,15 +376,10 @@ def enqueue(
         for sid in subscriber_ids
     ]
     with transaction(engine) as conn:
-        before = _count(conn, campaign_id)
-        conn.execute(_insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"]), rows)
-        return _count(conn, campaign_id) - before
-
-
-def _count(conn: Connection, campaign_id: int) -> int:
-    return conn.execute(
-        sa.select(sa.func.count()).where(deliveries.c.campaign_id == campaign_id)
-    ).scalar_one()
+        # RETURNING counts what was written on both backends (an executemany's rowcount
+        # is -1 on PostgreSQL); rows already there return nothing.
+        insert = _insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
+        return len(conn.execute(insert.returning(deliveries.c.id), rows).all())
 
 
 def settle(engine: Engine, campaign_id: int, *, retry_unknown: bool) -> tuple[int, int]:
