@@ -371,3 +371,20 @@ def test_ses_against_moto_pauses_for_an_unverified_sender_then_sends(
     results = provider.push(msgs)
     assert all(r.ok and r.provider_id for r in results)
     assert v1.get_send_quota()["SentLast24Hours"] > 0
+
+
+def test_a_refusal_that_hits_every_recipient_pauses_after_a_bounded_number_of_requests(
+    http_settings, http_messages, httpserver
+):
+    # Mailgun says "'to' is not valid" for every batch, however small: the refusal is
+    # about how we write the recipients, not about them. Halving until every one of
+    # 64 recipients failed alone would take 127 requests and write them all off.
+    httpserver.expect_request("/v3/mg.example.com/messages").respond_with_json(
+        MAILGUN_BAD_TO, status=400
+    )
+    provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
+    results = provider.push(http_messages(provider.settings, 64))
+    assert len(httpserver.log) <= 1 + 8 * 6
+    # Nobody is written off: the whole push pauses with Mailgun's message.
+    assert all(r.fate is Fate.SENDER and not r.suppress for r in results)
+    assert "not a valid address" in results[0].reason

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -290,6 +291,11 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _paused(result: Result, cause: Failure) -> Result:
+    reason = f"refused for too many recipients to single out: {cause.reason}"
+    return Result(result.key, Fate.SENDER, code=cause.code, reason=reason)
+
+
 class HttpProvider:
     """The lifecycle every HTTP API provider shares: settings, one session, open/close.
 
@@ -306,6 +312,8 @@ class HttpProvider:
         self.settings = settings
         self.api = api_config(settings, self.name, self._base_url(settings))
         self.session: requests.Session | None = None
+        self._extra_left = 0
+        self._alone = {}
 
     def _base_url(self, settings: Settings) -> str | None:
         """The base URL when it is not simply the table's ``base_url`` (SES by region)."""
@@ -337,7 +345,18 @@ class HttpProvider:
                 f"the API takes at most {self.max_batch}"
             )
         self.open()
+        # Requests a push may add to single out refused recipients or halve a batch
+        # too large: plenty for a few bad addresses among 1000, not one per recipient
+        # when the refusal is really about every one of them (then: pause).
+        self._extra_left = 8 * max(2, math.ceil(math.log2(len(batch))))
+        self._alone: dict[str, Failure] = {}
         results = self._deliver(batch)
+        if self._extra_left <= 0 and self._alone:
+            # Too many refused to single out: the refusal is about us, not them; none of
+            # those refused alone is written off either.
+            results = [
+                _paused(r, self._alone[r.key]) if r.key in self._alone else r for r in results
+            ]
         if len(results) != len(batch):  # a bug here would silently lose recipients
             raise ProviderError(f"{self.name}: {len(results)} results for {len(batch)} messages")
         return results
@@ -347,24 +366,34 @@ class HttpProvider:
         answer = self._push(batch)
         if isinstance(answer, Refused):
             rest = [m for i, m in enumerate(batch) if i not in answer.blamed]
-            again = iter(self._in_turn([rest]))
+            cause = next(iter(answer.blamed.values()))
+            again = iter(self._in_turn([rest], Failure(Fate.SENDER, cause.code, cause.reason)))
             return [
                 answer.blamed[i] if i in answer.blamed else next(again) for i in range(len(batch))
             ]
         if isinstance(answer, Split):
             if len(batch) == 1:
+                self._alone[batch[0].key] = answer.alone
                 return [answer.alone.result(batch[0])]
             half = len(batch) // 2
-            return self._in_turn([batch[:half], batch[half:]])
+            cause = Failure(Fate.SENDER, answer.alone.code, answer.alone.reason)
+            return self._in_turn([batch[:half], batch[half:]], cause)
         return answer
 
-    def _in_turn(self, parts: list[list[OutgoingMessage]]) -> list[Result]:
+    def _in_turn(self, parts: list[list[OutgoingMessage]], cause: Failure) -> list[Result]:
         """Deliver each part in turn; once anything has a result, a provider-wide
-        refusal or outage becomes the fate of what is left instead of losing it."""
+        refusal or outage becomes the fate of what is left instead of losing it.
+        With the push's extra requests used up, what is left pauses with ``cause``."""
         out: list[Result] = []
         for n, part in enumerate(parts):
             if not part:
                 continue
+            if self._extra_left <= 0:
+                left = [m for p in parts[n:] for m in p]
+                many = f"refused for too many recipients to single out: {cause.reason}"
+                out += Failure(Fate.SENDER, cause.code, many).results(left)
+                break
+            self._extra_left -= 1
             try:
                 out += self._deliver(part)
             except (ProviderError, ProviderUnavailable) as exc:
