@@ -388,3 +388,30 @@ def test_a_refusal_that_hits_every_recipient_pauses_after_a_bounded_number_of_re
     # Nobody is written off: the whole push pauses with Mailgun's message.
     assert all(r.fate is Fate.SENDER and not r.suppress for r in results)
     assert "not a valid address" in results[0].reason
+
+
+@pytest.mark.parametrize("name", ["postmark", "sendgrid", "mailgun", "ses", "resend"])
+def test_a_refusal_naming_the_recipients_groups_without_their_addresses(
+    name, http_settings, http_messages, httpserver
+):
+    from tests.test_providers_http import PATHS, PROVIDERS
+
+    named = "ada@example.org, obrien@example.net and anon@example.com"
+    httpserver.expect_request(PATHS[name]).respond_with_json(
+        {
+            "message": f"cannot deliver to {named}",
+            "name": "validation_error",
+            "Message": f"cannot deliver to {named}",
+            "ErrorCode": 999,
+            "errors": [{"message": f"cannot deliver to {named}"}],
+        },
+        status=422,
+        headers={"x-amzn-ErrorType": "BadRequestException"},
+    )
+    table = {"domain": "mg.example.com"} if name == "mailgun" else {}
+    provider = _open(PROVIDERS[name][0], http_settings(name, **table))
+    msgs = http_messages(provider.settings)
+    results = provider.push(msgs)
+    assert all(r.fate is Fate.PERMANENT for r in results)
+    assert len({r.label for r in results}) == 1  # one class for all three
+    assert "@" not in results[0].label

@@ -83,7 +83,7 @@ class Failure:
 
     def result(self, message: OutgoingMessage) -> Result:
         """This failure as the Result of one message (its address never in the reason)."""
-        reason = unaddressed(scrub(self.reason, message.to_address))
+        reason = scrub(unaddressed(self.reason), message.to_address)
         return Result(message.key, self.fate, code=self.code, reason=reason, suppress=self.suppress)
 
     def results(self, messages: Sequence[OutgoingMessage]) -> list[Result]:

@@ -115,7 +115,7 @@ def _one(m: OutgoingMessage, item: Any) -> Result:
     if code == 0:
         return Result.sent(m.key, str(item.get("MessageID") or "") or None)
     label = f"postmark {code}"
-    reason = unaddressed(scrub(text, m.to_address))
+    reason = scrub(unaddressed(text), m.to_address)
     if code == RATE_LIMITED:
         return Result.temporary(m.key, f"rate limited: {reason}", label)
     if code == INACTIVE_RECIPIENT:

@@ -193,7 +193,7 @@ def _accepted(batch: list[OutgoingMessage], data: dict) -> list[Result]:
             results.append(
                 Result.permanent(
                     m.key,
-                    unaddressed(scrub(errors[i], m.to_address)),
+                    scrub(unaddressed(errors[i]), m.to_address),
                     "resend refused",
                     suppress=about_to and "invalid" in errors[i].lower(),
                 )

@@ -267,7 +267,7 @@ class SesProvider(HttpProvider):
                     raise ProviderError(f"ses: the account or sender cannot send ({what})")
                 return results + _left(batch[i:], Fate.SENDER, code, f"cannot send: {text}")
             label = f"ses {code}" if code else f"HTTP {answer.status_code}"
-            reason = unaddressed(scrub(text, m.to_address))
+            reason = scrub(unaddressed(text), m.to_address)
             if code in THROTTLED or answer.status_code == 429:
                 # Slow down now: the rest of this push waits for the next round.
                 results.append(Result.temporary(m.key, f"rate limited: {reason}", label))
