@@ -168,3 +168,85 @@ def test_real_delivery_keys_travel_as_tags_and_come_back(http_settings, httpserv
     assert tag["value"] == tag_value(REAL_KEY) and key_from_tag(tag["value"]) == REAL_KEY
     for key in ("issue-001.test-a1b2", "a_b.c-d", "x" * 80):
         assert key_from_tag(tag_value(key)) == key
+
+
+class DropsFirst:
+    """A loopback HTTP server that reads the first request whole and hangs up without
+    an answer (the dropped connection), then answers like Resend."""
+
+    def __init__(self, drops: int):
+        import socketserver
+
+        self.drops = drops
+        self.requests: list[bytes] = []
+        outer = self
+
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                head = b""
+                while not head.endswith(b"\r\n\r\n"):
+                    head += self.rfile.read(1)
+                length = int(
+                    next(
+                        line.split(b":", 1)[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                )
+                outer.requests.append(
+                    head.split(b"\r\n\r\n")[0] + b"\n\n" + self.rfile.read(length)
+                )
+                if len(outer.requests) <= outer.drops:
+                    return  # hang up: the request was read, no answer is sent
+                body = json.dumps({"data": [{"id": f"re-{i}"} for i in range(3)]}).encode()
+                self.wfile.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+
+        self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _payload(raw: bytes) -> tuple[str, bytes]:
+    head, body = raw.split(b"\n\n", 1)
+    key = next(
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"idempotency-key:")
+    )
+    return key, body
+
+
+def test_a_dropped_connection_is_retried_with_the_identical_request(http_settings, http_messages):
+    server = DropsFirst(drops=1)
+    try:
+        provider = _resend(http_settings, base_url=server.url)
+        results = provider.push(http_messages(provider.settings))
+    finally:
+        server.close()
+    assert [r.provider_id for r in results] == ["re-0", "re-1", "re-2"]
+    assert len(server.requests) == 2
+    assert _payload(server.requests[0]) == _payload(server.requests[1])
+
+
+def test_a_connection_dropped_every_time_is_unknown(http_settings, http_messages):
+    server = DropsFirst(drops=100)
+    try:
+        provider = _resend(http_settings, base_url=server.url, retries=3)
+        results = provider.push(http_messages(provider.settings))
+    finally:
+        server.close()
+    assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
+    assert results[0].code == "connection lost"
+    assert len(server.requests) == 4 and len({_payload(r) for r in server.requests}) == 1
