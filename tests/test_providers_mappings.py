@@ -415,3 +415,16 @@ def test_a_refusal_naming_the_recipients_groups_without_their_addresses(
     assert all(r.fate is Fate.PERMANENT for r in results)
     assert len({r.label for r in results}) == 1  # one class for all three
     assert "@" not in results[0].label
+
+
+def test_postmark_200_answer_that_cannot_be_matched_up_is_unknown_not_retried(
+    http_settings, http_messages, httpserver
+):
+    # HTTP 200 means Postmark took the request; with fewer elements than messages, who
+    # was accepted cannot be told. A retry could mail them twice: UNKNOWN, as a lost answer.
+    httpserver.expect_request("/email/batch").respond_with_json(
+        [{"ErrorCode": 0, "Message": "OK", "MessageID": "a"}] * 2
+    )
+    provider = _open(PostmarkProvider, http_settings("postmark"))
+    results = provider.push(http_messages(provider.settings))
+    assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
