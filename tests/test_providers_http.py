@@ -130,6 +130,7 @@ def test_server_errors_are_transient(name, status, http_settings, http_messages,
     results = provider.push(http_messages(provider.settings))
     assert all(r.fate is Fate.TRANSIENT and not r.suppress for r in results)
     assert results[0].code.endswith(str(status))
+    assert "upstream unavailable" in results[0].reason
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))

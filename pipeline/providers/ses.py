@@ -267,7 +267,9 @@ class SesProvider(HttpProvider):
                     raise ProviderError(f"ses: the account or sender cannot send ({what})")
                 return results + _left(batch[i:], Fate.SENDER, code, f"cannot send: {text}")
             label = f"ses {code}" if code else f"HTTP {answer.status_code}"
-            reason = scrub(unaddressed(text), m.to_address)
+            # A body that is not SES's JSON (a proxy's 502 page) still says something.
+            said = text or " ".join((answer.text or "").split())[:300]
+            reason = scrub(unaddressed(said), m.to_address)
             if code in THROTTLED or answer.status_code == 429:
                 # Slow down now: the rest of this push waits for the next round.
                 results.append(Result.temporary(m.key, f"rate limited: {reason}", label))
