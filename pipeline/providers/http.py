@@ -5,7 +5,10 @@ request body and reads its own error codes; everything that is the same for all
 of them lives here once: the ``requests.Session`` with a User-Agent, the POST
 that tells "never reached the service" from "the answer was lost", the
 status-code rule (429 and 5xx are transient, other 4xx permanent, 401/403 mean
-the whole provider is unusable), and the fan-out of one failure to a batch.
+the whole provider is unusable), the fan-out of one failure to a batch with the
+addresses taken out of its reason, and what a provider's answer may ask of the
+push: fail the recipients it names and send the rest again (``Refused``), or
+halve the batch (``Split``), within a bounded number of extra requests.
 """
 
 from __future__ import annotations
