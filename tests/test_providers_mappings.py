@@ -207,16 +207,20 @@ def test_postmark_batch_too_large_is_split_and_the_halves_sent(
     assert sorted(sent) == sorted(m.key for m in msgs)  # each once
 
 
-def test_postmark_single_message_still_too_large_is_permanent_for_it(
+def test_postmark_message_too_large_alone_is_permanent_and_an_issue_too_large_pauses(
     http_settings, http_messages, httpserver
 ):
     httpserver.expect_request("/email/batch").respond_with_data(
         "Request Entity Too Large", status=413
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    results = provider.push(http_messages(provider.settings, 2))
-    assert all(r.fate is Fate.PERMANENT and r.code == "HTTP 413" for r in results)
-    assert len(httpserver.log) == 3
+    msgs = http_messages(provider.settings, 2)
+    (alone,) = provider.push(msgs[:1])
+    assert alone.fate is Fate.PERMANENT and alone.code == "HTTP 413"
+    # Every message too large even alone: the issue is, not the readers. Pause.
+    results = provider.push(msgs)
+    assert all(r.fate is Fate.SENDER and r.code == "HTTP 413" for r in results)
+    assert len(httpserver.log) == 1 + 3
 
 
 def test_postmark_invalid_to_reason_does_not_carry_the_address(
@@ -428,3 +432,35 @@ def test_postmark_200_answer_that_cannot_be_matched_up_is_unknown_not_retried(
     provider = _open(PostmarkProvider, http_settings("postmark"))
     results = provider.push(http_messages(provider.settings))
     assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
+
+
+def test_mailgun_sandbox_refusal_pauses_and_writes_nobody_off(
+    http_settings, http_messages, httpserver
+):
+    # A sandbox domain answers 400 with this text for recipients not yet authorised
+    # (quoted in rhuang/rhuang.github.io,
+    # _posts/blog/2016-05-09-mailgun-communicationerror-400-bad-request.md): the
+    # account's setting, not the readers' addresses.
+    httpserver.expect_request("/v3/mg.example.com/messages").respond_with_json(
+        {
+            "message": "Sandbox subdomains are for test purposes only. Please add your own "
+            "domain or add the address to authorized recipients in domain settings."
+        },
+        status=400,
+    )
+    provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
+    assert "Sandbox" in _paused(provider, http_messages(provider.settings))
+    assert len(httpserver.log) == 1
+
+
+def test_a_recipient_refusal_that_hits_each_of_a_small_batch_pauses(
+    http_settings, http_messages, httpserver
+):
+    # Every one of three refused alone: more likely how we write "to" than three bad
+    # addresses. Pause with Mailgun's message rather than suppress all three.
+    httpserver.expect_request("/v3/mg.example.com/messages").respond_with_json(
+        MAILGUN_BAD_TO, status=400
+    )
+    provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
+    results = provider.push(http_messages(provider.settings))
+    assert all(r.fate is Fate.SENDER and not r.suppress for r in results)

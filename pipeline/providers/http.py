@@ -354,9 +354,10 @@ class HttpProvider:
         self._extra_left = 8 * max(2, math.ceil(math.log2(len(batch))))
         self._alone: dict[str, Failure] = {}
         results = self._deliver(batch)
-        if self._extra_left <= 0 and self._alone:
-            # Too many refused to single out: the refusal is about us, not them; none of
-            # those refused alone is written off either.
+        everyone = len(batch) > 1 and len(self._alone) == len(batch)
+        if self._alone and (self._extra_left <= 0 or everyone):
+            # Too many refused to single out, or every one refused alone: the refusal is
+            # about us, not them; none of those refused alone is written off.
             results = [
                 _paused(r, self._alone[r.key]) if r.key in self._alone else r for r in results
             ]

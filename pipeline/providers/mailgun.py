@@ -44,7 +44,7 @@ KEY_ENV = "BRIEF_MAILGUN_API_KEY"
 # A 400 about the recipients ("'to' parameter is not a valid address. please check
 # documentation"): Mailgun refuses the whole batch for one bad ``to`` and may not say
 # which; anything else a 400 says is about the request we built, the same for all.
-_ABOUT_TO = re.compile(r"'to'|\bto parameter\b|recipient", re.I)
+_ABOUT_TO = re.compile(r"'to'|\bto parameter\b", re.I)
 
 
 def _var(name: str) -> str:
