@@ -54,7 +54,13 @@ PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "configuration_set": (str, ""),
         "timeout": ((int, float), 30),
     },
-    "resend": {"base_url": (str, "https://api.resend.com"), "timeout": ((int, float), 30)},
+    "resend": {
+        "base_url": (str, "https://api.resend.com"),
+        "timeout": ((int, float), 30),
+        # a lost answer is asked again, identically, this many times before it is unknown
+        "retries": (int, 2),
+        "retry_backoff": ((int, float), 0.5),
+    },
 }
 
 _SMTP_TLS = ("starttls", "implicit", "none")

@@ -11,6 +11,7 @@ no MJML and no ``EmailMessage`` per recipient.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import html as htmlmod
 import re
 import secrets
@@ -279,6 +280,12 @@ class MessageFactory:
             self._date_at = now
         return self._date
 
+    def _id_suffix(self, key: str) -> str:
+        """The Message-ID's tail: derived from the delivery key, so every build of one
+        delivery (a retry, a resume in another process) is the same message, and an
+        idempotent provider sees the same request."""
+        return hashlib.sha256(f"{self.domain}/{key}".encode()).hexdigest()[:12]
+
     @staticmethod
     def _html_values(values: Mapping[str, str]) -> dict[str, str]:
         return {k: htmlmod.escape(v, quote=True) for k, v in values.items()}
@@ -302,7 +309,7 @@ class MessageFactory:
         _values_for(values, self._slots)
         to_address = check_address(to_address)
         to = format_address(to_name, to_address)
-        message_id = f"<{key}.{secrets.token_hex(6)}@{self.domain}>"
+        message_id = f"<{key}.{self._id_suffix(key)}@{self.domain}>"
         headers = {"To": to, "Message-ID": message_id}
         unsub = values.get("unsubscribe_url", "")
         if not self.transactional:

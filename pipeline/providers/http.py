@@ -5,13 +5,18 @@ request body and reads its own error codes; everything that is the same for all
 of them lives here once: the ``requests.Session`` with a User-Agent, the POST
 that tells "never reached the service" from "the answer was lost", the
 status-code rule (429 and 5xx are transient, other 4xx permanent, 401/403 mean
-the whole provider is unusable), and the fan-out of one failure to a batch.
+the whole provider is unusable), the fan-out of one failure to a batch with the
+addresses taken out of its reason, and what a provider's answer may ask of the
+push: fail the recipients it names and send the rest again (``Refused``), or
+halve the batch (``Split``), within a bounded number of extra requests.
 """
 
 from __future__ import annotations
 
 import html
 import json
+import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,8 +28,7 @@ from urllib3.exceptions import NewConnectionError
 from .. import __version__
 from ..config import Settings
 from ..errors import ProviderError, ProviderUnavailable
-from . import UNKNOWN_PREFIX
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result, scrub
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
 
@@ -62,21 +66,58 @@ class ApiConfig:
     timeout: float
 
 
+# Anything that looks like an address, for texts that may name any recipient of a batch.
+_ADDRESS = re.compile(r"[^\s<>'\"(),;:]+@[^\s<>'\"(),;:]+")
+
+
+def unaddressed(text: str) -> str:
+    """A provider's text with every address in it replaced, so failures group by cause."""
+    return _ADDRESS.sub("<address>", " ".join(text.split()))
+
+
 @dataclass(frozen=True)
 class Failure:
-    """A failure that applies to every message of one request."""
+    """A failure that applies to every message of one request: its fate and its cause."""
 
+    fate: Fate
+    code: str
     reason: str
-    transient: bool
     suppress: bool = False
 
-    def result(self, key: str) -> Result:
-        """This failure as the Result of one message."""
-        return Result.failed(key, self.reason, transient=self.transient, suppress=self.suppress)
+    def result(self, message: OutgoingMessage) -> Result:
+        """This failure as the Result of one message (its address never in the reason)."""
+        reason = scrub(unaddressed(self.reason), message.to_address)
+        return Result(message.key, self.fate, code=self.code, reason=reason, suppress=self.suppress)
 
     def results(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
         """This failure as the Result of each message, in order."""
-        return [self.result(m.key) for m in messages]
+        return [self.result(m) for m in messages]
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The whole request was refused because of some of its recipients: nobody got it.
+
+    ``blamed`` maps the index of each recipient at fault to its own Result; the
+    others were not taken and go again at once, without them.
+    """
+
+    blamed: Mapping[int, Result]
+
+
+@dataclass(frozen=True)
+class Split:
+    """The request was refused as too large, or for one recipient it does not name.
+
+    The batch is cut in halves and each half sent again; a single message that is
+    still refused gets ``alone`` (the refusal then is its own).
+    """
+
+    alone: Failure
+
+
+# What a provider's one request may answer: a Result per message, or a directive.
+Answer = list[Result] | Refused | Split
 
 
 def api_config(settings: Settings, name: str, base_url: str | None = None) -> ApiConfig:
@@ -127,7 +168,6 @@ def post(
     url: str,
     *,
     timeout: float,
-    idempotent: bool = False,
     provider: str = "http",
     **kwargs: Any,
 ) -> requests.Response | Failure:
@@ -136,9 +176,8 @@ def post(
     No connection at all (refused, unresolvable, connect timeout) raises
     ProviderUnavailable: nothing was handed over, the provider is unreachable.
     A lost answer (read timeout, connection dropped mid-request) is ambiguous: the
-    service may have accepted the mail. With an idempotency key a repeat is safe,
-    so it is transient; without one the reason starts with ``unknown:`` and the
-    ledger records the delivery as unknown rather than mailing anyone twice.
+    service may have accepted the mail, so its fate is UNKNOWN. A provider with an
+    idempotency key repeats the identical request itself before settling for that.
     """
     try:
         return session.post(url, timeout=timeout, **kwargs)
@@ -147,12 +186,9 @@ def post(
             raise ProviderUnavailable(
                 f"{provider}: cannot connect to {_host(url)} ({type(exc).__name__})"
             ) from None
-        lost = "connection lost before the answer"
+        return Failure(Fate.UNKNOWN, "connection lost", "connection lost before the answer")
     except requests.Timeout:
-        lost = f"no answer within {timeout:g}s"
-    if idempotent:
-        return Failure(f"{lost}; safe to repeat under the same idempotency key", transient=True)
-    return Failure(f"{UNKNOWN_PREFIX}{lost}; the service may have accepted it", transient=False)
+        return Failure(Fate.UNKNOWN, "timeout", f"no answer within {timeout:g}s")
 
 
 def _host(url: str) -> str:
@@ -186,10 +222,15 @@ def status_failure(response: requests.Response, text: str | None = None) -> Fail
 
     429 reads "rate limited: …" so the send loop lowers its rate for a while.
     """
-    what = detail(response, text)
-    if response.status_code == 429:
-        return Failure(f"rate limited: {what}", transient=True)
-    return Failure(what, transient=is_transient_status(response.status_code))
+    status = response.status_code
+    body = " ".join((text if text is not None else response.text or "").split())
+    if len(body) > _DETAIL_LIMIT:
+        body = body[:_DETAIL_LIMIT] + "…"
+    code = f"HTTP {status}"
+    if status == 429:
+        return Failure(Fate.TRANSIENT, code, f"rate limited: {body}".rstrip(": "))
+    fate = Fate.TRANSIENT if is_transient_status(status) else Fate.PERMANENT
+    return Failure(fate, code, body)
 
 
 def refuse_credentials(
@@ -253,6 +294,11 @@ def compact_json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _paused(result: Result, cause: Failure) -> Result:
+    reason = f"refused for too many recipients to single out: {cause.reason}"
+    return Result(result.key, Fate.SENDER, code=cause.code, reason=reason)
+
+
 class HttpProvider:
     """The lifecycle every HTTP API provider shares: settings, one session, open/close.
 
@@ -269,6 +315,8 @@ class HttpProvider:
         self.settings = settings
         self.api = api_config(settings, self.name, self._base_url(settings))
         self.session: requests.Session | None = None
+        self._extra_left = 0
+        self._alone = {}
 
     def _base_url(self, settings: Settings) -> str | None:
         """The base URL when it is not simply the table's ``base_url`` (SES by region)."""
@@ -300,12 +348,69 @@ class HttpProvider:
                 f"the API takes at most {self.max_batch}"
             )
         self.open()
-        results = self._push(batch)
+        # Requests a push may add to single out refused recipients or halve a batch
+        # too large: plenty for a few bad addresses among 1000, not one per recipient
+        # when the refusal is really about every one of them (then: pause).
+        self._extra_left = 8 * max(2, math.ceil(math.log2(len(batch))))
+        self._alone: dict[str, Failure] = {}
+        results = self._deliver(batch)
+        everyone = len(batch) > 1 and len(self._alone) == len(batch)
+        if self._alone and (self._extra_left <= 0 or everyone):
+            # Too many refused to single out, or every one refused alone: the refusal is
+            # about us, not them; none of those refused alone is written off.
+            results = [
+                _paused(r, self._alone[r.key]) if r.key in self._alone else r for r in results
+            ]
         if len(results) != len(batch):  # a bug here would silently lose recipients
             raise ProviderError(f"{self.name}: {len(results)} results for {len(batch)} messages")
         return results
 
-    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+    def _deliver(self, batch: list[OutgoingMessage]) -> list[Result]:
+        """One request, and what its answer asks for: the rest again, or the halves."""
+        answer = self._push(batch)
+        if isinstance(answer, Refused):
+            rest = [m for i, m in enumerate(batch) if i not in answer.blamed]
+            cause = next(iter(answer.blamed.values()))
+            again = iter(self._in_turn([rest], Failure(Fate.SENDER, cause.code, cause.reason)))
+            return [
+                answer.blamed[i] if i in answer.blamed else next(again) for i in range(len(batch))
+            ]
+        if isinstance(answer, Split):
+            if len(batch) == 1:
+                self._alone[batch[0].key] = answer.alone
+                return [answer.alone.result(batch[0])]
+            half = len(batch) // 2
+            cause = Failure(Fate.SENDER, answer.alone.code, answer.alone.reason)
+            return self._in_turn([batch[:half], batch[half:]], cause)
+        return answer
+
+    def _in_turn(self, parts: list[list[OutgoingMessage]], cause: Failure) -> list[Result]:
+        """Deliver each part in turn; once anything has a result, a provider-wide
+        refusal or outage becomes the fate of what is left instead of losing it.
+        With the push's extra requests used up, what is left pauses with ``cause``."""
+        out: list[Result] = []
+        for n, part in enumerate(parts):
+            if not part:
+                continue
+            if self._extra_left <= 0:
+                left = [m for p in parts[n:] for m in p]
+                many = f"refused for too many recipients to single out: {cause.reason}"
+                out += Failure(Fate.SENDER, cause.code, many).results(left)
+                break
+            self._extra_left -= 1
+            try:
+                out += self._deliver(part)
+            except (ProviderError, ProviderUnavailable) as exc:
+                if not out:
+                    raise
+                fate = Fate.NOT_TAKEN if isinstance(exc, ProviderUnavailable) else Fate.SENDER
+                left = [m for p in parts[n:] for m in p]
+                out += Failure(fate, "", f"not sent: {exc}").results(left)
+                break
+        return out
+
+    def _push(self, batch: list[OutgoingMessage]) -> Answer:
+        """One request for ``batch``: a Result per message, or Refused / Split."""
         raise NotImplementedError
 
     def _post(self, path: str, **kwargs: Any) -> requests.Response | Failure:
@@ -314,7 +419,6 @@ class HttpProvider:
             self.session,
             self.api.base_url + path,
             timeout=self.api.timeout,
-            idempotent=self.idempotent,
             provider=self.name,
             **kwargs,
         )

@@ -13,14 +13,19 @@ Mailgun answers one id for the whole batch; events carry our ``v:brief_key``
 
 from __future__ import annotations
 
+import re
+
 import requests
 
 from ..errors import ProviderError
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result
 from .http import (
     KEY_FIELD,
+    Answer,
     Failure,
     HttpProvider,
+    Refused,
+    Split,
     body_json,
     compact_json,
     custom_headers,
@@ -35,6 +40,11 @@ from .http import (
 )
 
 KEY_ENV = "BRIEF_MAILGUN_API_KEY"
+
+# A 400 about the recipients ("'to' parameter is not a valid address. please check
+# documentation"): Mailgun refuses the whole batch for one bad ``to`` and may not say
+# which; anything else a 400 says is about the request we built, the same for all.
+_ABOUT_TO = re.compile(r"'to'|\bto parameter\b", re.I)
 
 
 def _var(name: str) -> str:
@@ -97,7 +107,7 @@ class MailgunProvider(HttpProvider):
         fields.append(("recipient-variables", compact_json(variables)))
         return fields
 
-    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+    def _push(self, batch: list[OutgoingMessage]) -> Answer:
         answer = self._post(f"/v3/{self.domain}/messages", data=self.form(batch))
         if isinstance(answer, Failure):
             return answer.results(batch)
@@ -105,7 +115,7 @@ class MailgunProvider(HttpProvider):
         text = str(data.get("message", "")) if isinstance(data, dict) else None
         if answer.status_code == 200:
             provider_id = str(data.get("id") or "") if isinstance(data, dict) else ""
-            return [Result.accepted(m.key, provider_id or None) for m in batch]
+            return [Result.sent(m.key, provider_id or None) for m in batch]
         if answer.status_code in (401, 403):
             raise refuse_credentials(self.name, KEY_ENV, answer, text)
         if answer.status_code == 404:
@@ -113,7 +123,23 @@ class MailgunProvider(HttpProvider):
                 f"mailgun: domain {self.domain!r} not found on this account "
                 f"(provider.mailgun.domain; HTTP 404: {text or answer.reason})"
             )
-        return status_failure(answer, text).results(batch)
+        failure = status_failure(answer, text)
+        if answer.status_code != 400:
+            return failure.results(batch)
+        return _refused(batch, failure, text or "")
+
+
+def _refused(batch: list[OutgoingMessage], failure: Failure, text: str) -> Answer:
+    """A 400 for the whole batch, mapped to whom it is about (nobody got the mail)."""
+    lowered = text.lower()
+    named = {i for i, m in enumerate(batch) if m.to_address.lower() in lowered}
+    about_to = Failure(Fate.PERMANENT, failure.code, failure.reason, suppress=True)
+    if named:
+        return Refused({i: about_to.result(batch[i]) for i in named})
+    if _ABOUT_TO.search(text):
+        # One recipient is bad and unnamed: halve until it is alone, send the rest.
+        return Split(about_to)
+    return Failure(Fate.SENDER, failure.code, failure.reason).results(batch)
 
 
 def _varying_headers(per_recipient: list[dict[str, str]]) -> list[str]:

@@ -52,9 +52,9 @@ class OutboxProvider:
                     fh.write(msg.raw)
                 os.replace(tmp, path)
             except OSError as exc:
-                results.append(Result.failed(msg.key, f"outbox: {exc.strerror}", transient=True))
+                results.append(Result.temporary(msg.key, f"outbox: {exc.strerror}", "outbox"))
                 continue
-            results.append(Result.accepted(msg.key, str(path.relative_to(self.root))))
+            results.append(Result.sent(msg.key, str(path.relative_to(self.root))))
         return results
 
     def close(self) -> None:

@@ -13,11 +13,13 @@ from typing import Any
 import requests
 
 from ..errors import ProviderError
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result, scrub
 from .http import (
     KEY_FIELD,
+    Answer,
     Failure,
     HttpProvider,
+    Split,
     body_json,
     custom_headers,
     from_field,
@@ -25,6 +27,7 @@ from .http import (
     require_secret,
     status_failure,
     to_field,
+    unaddressed,
 )
 
 TOKEN_ENV = "BRIEF_POSTMARK_TOKEN"
@@ -34,10 +37,13 @@ BAD_TOKEN = 10
 MAINTENANCE = 100
 INVALID_EMAIL_REQUEST = 300
 INACTIVE_RECIPIENT = 406  # hard bounce, spam complaint or manual suppression on Postmark
+JSON_REQUIRED = 409  # "JSON required": our request, not any recipient
+TOO_MANY_MESSAGES = 410  # "Too many batch messages": send fewer per call
 RATE_LIMITED = 429
 # The account or the sender cannot send at all: sender signature not found (400) or
 # not confirmed (401), out of credits (405), account pending (412) or barred (413).
 ACCOUNT_CODES = frozenset({400, 401, 405, 412, 413})
+PAYLOAD_TOO_LARGE = 413  # HTTP status: over 10 MB for one email, 50 MB for a batch
 
 
 class PostmarkProvider(HttpProvider):
@@ -74,7 +80,7 @@ class PostmarkProvider(HttpProvider):
             body["MessageStream"] = self.message_stream
         return body
 
-    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+    def _push(self, batch: list[OutgoingMessage]) -> Answer:
         answer = self._post("/email/batch", json=[self._message(m) for m in batch])
         if isinstance(answer, Failure):
             return answer.results(batch)
@@ -82,12 +88,12 @@ class PostmarkProvider(HttpProvider):
         if answer.status_code == 200 and isinstance(data, list) and len(data) == len(batch):
             return [_one(m, item) for m, item in zip(batch, data, strict=True)]
         if answer.status_code == 200:
-            # Accepted or not is unknown; transient lets the ledger's reader decide.
+            # Taken or not cannot be told from this answer: the provider may hold them.
             shape = f"{len(data)} elements" if isinstance(data, list) else "not a list"
-            return Failure(
-                f"unexpected batch answer ({shape} for {len(batch)} messages)", transient=True
-            ).results(batch)
-        return _request_failure(answer, data).results(batch)
+            return Failure(Fate.UNKNOWN, "postmark", f"unexpected batch answer ({shape})").results(
+                batch
+            )
+        return _request_failure(answer, data, batch)
 
 
 def _code(item: Any) -> int | None:
@@ -97,38 +103,58 @@ def _code(item: Any) -> int | None:
         return None
 
 
+def _about_from(text: str) -> bool:
+    """Whether an ErrorCode 300 text is about the sender ("Invalid 'From' address …")."""
+    return "'from'" in text.lower() or "from address" in text.lower()
+
+
 def _one(m: OutgoingMessage, item: Any) -> Result:
     """One element of a 200 batch answer, mapped per Postmark's error codes."""
     code = _code(item)
     text = str(item.get("Message", "")) if isinstance(item, dict) else ""
     if code == 0:
-        return Result.accepted(m.key, str(item.get("MessageID") or "") or None)
-    reason = f"Postmark ErrorCode {code}: {text}"
+        return Result.sent(m.key, str(item.get("MessageID") or "") or None)
+    label = f"postmark {code}"
+    reason = scrub(unaddressed(text), m.to_address)
     if code == RATE_LIMITED:
-        return Result.failed(m.key, f"rate limited: {reason}", transient=True)
+        return Result.temporary(m.key, f"rate limited: {reason}", label)
     if code == INACTIVE_RECIPIENT:
-        return Result.failed(m.key, reason, transient=False, suppress=True)
+        return Result.permanent(m.key, reason, label, suppress=True)
     if code == INVALID_EMAIL_REQUEST:
-        # 300 also covers a bad From or an empty body; only an invalid To is the
-        # recipient's own fault and worth a suppression.
-        about_to = "'to'" in text.lower() or m.to_address.lower() in text.lower()
-        return Result.failed(m.key, reason, transient=False, suppress=about_to)
-    if code == MAINTENANCE or code in ACCOUNT_CODES or code == BAD_TOKEN:
-        # Nothing wrong with this recipient: retry once the account or service is back.
-        return Result.failed(m.key, reason, transient=True)
-    return Result.failed(m.key, reason, transient=False)
+        # 300 covers a bad To (this recipient's own fault) but also a bad From or an
+        # empty body: the same for every recipient, so pause rather than write off.
+        lowered = text.lower()
+        if not _about_from(text) and ("'to'" in lowered or m.to_address.lower() in lowered):
+            return Result.permanent(m.key, reason, label, suppress=True)
+        return Result.sender_problem(m.key, reason, label)
+    if code in ACCOUNT_CODES or code == BAD_TOKEN or code == JSON_REQUIRED:
+        return Result.sender_problem(m.key, reason, label)
+    if code == MAINTENANCE:
+        return Result.temporary(m.key, reason, label)
+    return Result.permanent(m.key, reason, label)
 
 
-def _request_failure(answer: requests.Response, data: Any) -> Failure:
+def _request_failure(answer: requests.Response, data: Any, batch: list[OutgoingMessage]) -> Answer:
     """A whole request refused: HTTP status plus the top-level ErrorCode when present."""
     code = _code(data) if isinstance(data, dict) else None
     text = str(data.get("Message", "")) if isinstance(data, dict) else None
     if answer.status_code == 401 or code == BAD_TOKEN:
         raise refuse_credentials("postmark", TOKEN_ENV, answer, text)
-    if code in ACCOUNT_CODES:
+    if code in ACCOUNT_CODES and answer.status_code != PAYLOAD_TOO_LARGE:
         raise ProviderError(f"postmark: the account cannot send (ErrorCode {code}: {text})")
+    if code == INVALID_EMAIL_REQUEST and _about_from(text or ""):
+        raise ProviderError(f"postmark: the sender is refused (ErrorCode {code}: {text})")
+    if code == JSON_REQUIRED:
+        raise ProviderError(f"postmark: the request was refused (ErrorCode {code}: {text})")
+    if answer.status_code == PAYLOAD_TOO_LARGE or code == TOO_MANY_MESSAGES:
+        # Fewer messages per call is the cure: halve the batch; one message still too
+        # large is its own permanent failure.
+        what = status_failure(answer, f"ErrorCode {code}: {text}" if code else text)
+        return Split(Failure(Fate.PERMANENT, what.code, what.reason))
     if code == RATE_LIMITED:
-        return Failure(f"rate limited: Postmark ErrorCode 429: {text}", transient=True)
+        return Failure(Fate.TRANSIENT, "postmark 429", f"rate limited: {text}").results(batch)
     if code == MAINTENANCE:
-        return Failure(f"Postmark ErrorCode 100: {text}", transient=True)
-    return status_failure(answer, f"ErrorCode {code}: {text}" if code is not None else None)
+        return Failure(Fate.TRANSIENT, "postmark 100", str(text)).results(batch)
+    return status_failure(
+        answer, f"ErrorCode {code}: {text}" if code is not None else None
+    ).results(batch)

@@ -8,20 +8,26 @@ ones come back in ``errors[]`` with their ``index``), "Idempotency keys" (the
 ``/emails/batch``) and "Errors" (``name`` + ``statusCode``: 401/403 API key,
 409 idempotency conflicts, 422 invalid fields, 429 rate and quota limits, 5xx).
 
-The key is derived from the batch's delivery keys, so a batch sent again after
-a timeout or a crash is answered with the first answer instead of sent twice.
+The key is derived from the batch's delivery keys, and the body from the messages
+alone (the Message-ID derives from the delivery key; no Date or MIME boundary is
+sent), so the same batch is the same request, byte for byte, in any process. A lost
+answer is followed by that identical request a few times within ``push``; with
+still no answer the fate is UNKNOWN: the send loop does not regroup those rows
+under a new key, which could mail them twice.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
+import time
 from typing import Any
 
 import requests
 
 from ..errors import ProviderError
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result, scrub
 from .http import (
     KEY_FIELD,
     Failure,
@@ -33,14 +39,32 @@ from .http import (
     require_secret,
     status_failure,
     to_field,
+    unaddressed,
 )
 
 KEY_ENV = "BRIEF_RESEND_API_KEY"
 
 # Tag names and values: "ASCII letters, numbers, underscores, or dashes", ≤ 256.
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+_TAG_ESCAPE = re.compile(r"[^A-Za-z0-9-]")
+_TAG_UNESCAPE = re.compile(r"(?:_[0-9A-F]{2})+")
+# Answers after which the first request under this key may have been accepted.
+_CONFLICT = frozenset({"concurrent_idempotent_requests", "invalid_idempotent_request"})
 _QUOTA = frozenset({"daily_quota_exceeded", "monthly_quota_exceeded"})
 _ACCOUNT = frozenset({"invalid_from_address", "invalid_access", "invalid_region"})
+
+
+def tag_value(key: str) -> str:
+    """A delivery key in the characters a Resend tag accepts: every other character
+    (``.``, and ``_`` itself) as ``_XX`` hex, so ``key_from_tag`` gives it back."""
+    return _TAG_ESCAPE.sub(lambda m: "".join(f"_{b:02X}" for b in m.group().encode()), key)
+
+
+def key_from_tag(value: str) -> str:
+    """The delivery key a ``tag_value`` carries."""
+    return _TAG_UNESCAPE.sub(
+        lambda m: bytes.fromhex(m.group().replace("_", "")).decode("utf-8", "replace"), value
+    )
 
 
 def idempotency_key(batch: list[OutgoingMessage]) -> str:
@@ -59,6 +83,15 @@ class ResendProvider(HttpProvider):
     def __init__(self, settings):
         super().__init__(settings)
         self._key = require_secret(settings, KEY_ENV, self.name)
+        table = settings.provider.table(self.name)
+        # A lost answer is asked again this many times, identically, before it is UNKNOWN.
+        self.retries = int(table.get("retries", 2))
+        self.retry_backoff = float(table.get("retry_backoff", 0.5))
+        if self.retries < 0 or self.retry_backoff < 0:
+            raise ProviderError(
+                "resend: provider.resend.retries and provider.resend.retry_backoff "
+                "must not be negative"
+            )
 
     def _prepare(self, session: requests.Session) -> None:
         session.headers["Authorization"] = f"Bearer {self._key}"
@@ -75,19 +108,42 @@ class ResendProvider(HttpProvider):
         }
         if c.reply_to:
             email["reply_to"] = c.reply_to
-        if _TAG_VALUE.match(m.key):
-            email["tags"] = [{"name": KEY_FIELD, "value": m.key}]
+        tag = tag_value(m.key)
+        if _TAG_VALUE.match(tag):
+            email["tags"] = [{"name": KEY_FIELD, "value": tag}]
         return email
 
+    def request_body(self, batch: list[OutgoingMessage]) -> bytes:
+        """The batch as the exact bytes sent, the same for the same messages."""
+        return json.dumps(
+            [self._email(m) for m in batch], separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+
     def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
-        answer = self._post(
-            "/emails/batch",
-            json=[self._email(m) for m in batch],
-            headers={"Idempotency-Key": idempotency_key(batch), "x-batch-validation": "permissive"},
-        )
-        if isinstance(answer, Failure):
-            return answer.results(batch)
-        data = body_json(answer)
+        body = self.request_body(batch)
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": idempotency_key(batch),
+            "x-batch-validation": "permissive",
+        }
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.retry_backoff * 2 ** (attempt - 1))
+            answer = self._post("/emails/batch", data=body, headers=headers)
+            if isinstance(answer, Failure):
+                lost = answer
+                continue  # the identical request again: Resend answers a repeat once
+            data = body_json(answer)
+            name = str(data.get("name", "")) if isinstance(data, dict) else ""
+            if name == "concurrent_idempotent_requests":
+                lost = _failure(answer, data, Fate.UNKNOWN)
+                continue  # the first is still being processed: ask again shortly
+            return self._answer(batch, answer, data)
+        return lost.results(batch)
+
+    def _answer(
+        self, batch: list[OutgoingMessage], answer: requests.Response, data
+    ) -> list[Result]:
         if answer.status_code == 200 and isinstance(data, dict):
             return _accepted(batch, data)
         name = str(data.get("name", "")) if isinstance(data, dict) else ""
@@ -101,10 +157,17 @@ class ResendProvider(HttpProvider):
             raise ProviderError(f"resend: sending quota used up ({what}); resume later")
         if name in _ACCOUNT:
             raise ProviderError(f"resend: the account cannot send this ({what})")
-        if name == "concurrent_idempotent_requests":
-            # The same batch is still being processed: asking again later is safe.
-            return Failure(f"HTTP 409: {what}", transient=True).results(batch)
+        if name in _CONFLICT:
+            # The key was used before, with another body or still in flight: that first
+            # request may have been accepted. Never a recipient's permanent failure.
+            return _failure(answer, data, Fate.UNKNOWN).results(batch)
         return status_failure(answer, what).results(batch)
+
+
+def _failure(answer: requests.Response, data: Any, fate: Fate) -> Failure:
+    name = str(data.get("name", "")) if isinstance(data, dict) else ""
+    text = str(data.get("message", "")) if isinstance(data, dict) else ""
+    return Failure(fate, f"HTTP {answer.status_code} {name}".strip(), text)
 
 
 def _accepted(batch: list[OutgoingMessage], data: dict) -> list[Result]:
@@ -128,13 +191,13 @@ def _accepted(batch: list[OutgoingMessage], data: dict) -> list[Result]:
         if i in errors:
             about_to = "`to`" in errors[i] or m.to_address.lower() in errors[i].lower()
             results.append(
-                Result.failed(
+                Result.permanent(
                     m.key,
-                    f"refused: {errors[i]}",
-                    transient=False,
+                    scrub(unaddressed(errors[i]), m.to_address),
+                    "resend refused",
                     suppress=about_to and "invalid" in errors[i].lower(),
                 )
             )
         else:
-            results.append(Result.accepted(m.key, by_index.get(i) or None))
+            results.append(Result.sent(m.key, by_index.get(i) or None))
     return results

@@ -20,11 +20,14 @@ from typing import Any
 import requests
 
 from ..errors import ProviderError
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result
 from .http import (
     KEY_FIELD,
+    Answer,
     Failure,
     HttpProvider,
+    Refused,
+    Split,
     body_json,
     custom_headers,
     html_value,
@@ -103,7 +106,7 @@ class SendGridProvider(HttpProvider):
             p["headers"] = headers
         return p
 
-    def _push(self, batch: list[OutgoingMessage]) -> list[Result]:
+    def _push(self, batch: list[OutgoingMessage]) -> Answer:
         answer = self._post("/v3/mail/send", json=self.request_body(batch))
         if isinstance(answer, Failure):
             return answer.results(batch)
@@ -111,7 +114,7 @@ class SendGridProvider(HttpProvider):
             # One id for the request; SendGrid's events carry it as the prefix of
             # sg_message_id and our custom_args brief_key per recipient.
             provider_id = answer.headers.get("X-Message-Id")
-            return [Result.accepted(m.key, provider_id) for m in batch]
+            return [Result.sent(m.key, provider_id) for m in batch]
         data = body_json(answer)
         errors = data.get("errors") if isinstance(data, dict) else None
         text = (
@@ -129,8 +132,12 @@ class SendGridProvider(HttpProvider):
         if answer.status_code == 400 and isinstance(errors, list):
             blamed = _blamed(errors, len(batch))
             if blamed:
-                return _partly_refused(batch, blamed)
-        return status_failure(answer, text).results(batch)
+                # Nobody got it: fail the blamed recipients, send the others again now.
+                return Refused({i: _blamed_result(batch[i], why) for i, why in blamed.items()})
+        failure = status_failure(answer, text)
+        if answer.status_code == 413:  # "payload too large": fewer personalizations a call
+            return Split(Failure(Fate.PERMANENT, failure.code, failure.reason))
+        return failure.results(batch)
 
 
 def _address(email: str, name: str | None) -> dict[str, str]:
@@ -149,24 +156,7 @@ def _blamed(errors: list, size: int) -> dict[int, str]:
     return blamed
 
 
-def _partly_refused(batch: list[OutgoingMessage], blamed: dict[int, str]) -> list[Result]:
-    """SendGrid refuses a whole request for one bad recipient: fail only that one
-    permanently, and let the others go again (nothing was sent to anyone)."""
-    results = []
-    for i, m in enumerate(batch):
-        if i in blamed:
-            address_problem = "address" in blamed[i].lower() or ".to" in blamed[i]
-            results.append(
-                Result.failed(
-                    m.key, f"HTTP 400: {blamed[i]}", transient=False, suppress=address_problem
-                )
-            )
-        else:
-            results.append(
-                Result.failed(
-                    m.key,
-                    "not sent: SendGrid refused the request for another recipient",
-                    transient=True,
-                )
-            )
-    return results
+def _blamed_result(m: OutgoingMessage, why: str) -> Result:
+    """The permanent failure of a recipient SendGrid refused the request for."""
+    address_problem = "address" in why.lower() or ".to" in why
+    return Failure(Fate.PERMANENT, "HTTP 400", why, suppress=address_problem).result(m)

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +26,7 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 
 from ..errors import ProviderError, ProviderUnavailable
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result, scrub
 from .http import (
     Failure,
     HttpProvider,
@@ -34,6 +35,7 @@ from .http import (
     is_transient_status,
     post,
     require_secret,
+    unaddressed,
 )
 
 ACCESS_KEY_ENV = "AWS_ACCESS_KEY_ID"
@@ -66,6 +68,11 @@ CREDENTIALS = frozenset(
     }
 )
 PERMANENT = frozenset({"MessageRejected", "BadRequestException"})
+# MessageRejected for an identity that may not send ("Email address is not verified. The
+# following identities failed the check…"; moto: "Did not have authority to send from
+# email …"): the sender is wrong, not the recipient. Pause.
+_UNVERIFIED = re.compile(r"not verified|authority to send|sending authori", re.I)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 # -- Signature Version 4 --------------------------------------------------------
@@ -109,6 +116,17 @@ def canonical_request(
     return "\n".join(lines), signed
 
 
+def host_header(url: str) -> str:
+    """The Host header as HTTP clients send it: the scheme's default port left out."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal keeps its brackets
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host += f":{parts.port}"
+    return host
+
+
 def sign_v4(
     method: str,
     url: str,
@@ -134,7 +152,7 @@ def sign_v4(
     added = {"X-Amz-Date": amz_date}
     if session_token:
         added["X-Amz-Security-Token"] = session_token
-    to_sign = {"Host": urlsplit(url).netloc, **headers, **added}
+    to_sign = {"Host": host_header(url), **headers, **added}
     request, signed = canonical_request(method, url, to_sign, body)
     scope = f"{day}/{region}/{service}/aws4_request"
     string_to_sign = "\n".join(
@@ -223,15 +241,17 @@ class SesProvider(HttpProvider):
             except ProviderUnavailable as exc:
                 if not results:
                     raise
-                return results + _not_sent(batch[i:], str(exc))
+                return results + _left(batch[i:], Fate.NOT_TAKEN, "", str(exc))
             if isinstance(answer, Failure):
                 # The endpoint is not answering: do not wait out a timeout per message.
-                results.append(answer.result(m.key))
-                return results + _not_sent(batch[i + 1 :], "an earlier request failed")
+                results.append(answer.result(m))
+                return results + _left(
+                    batch[i + 1 :], Fate.NOT_TAKEN, "", "an earlier request failed"
+                )
             if answer.status_code == 200:
                 data = body_json(answer)
                 mid = str(data.get("MessageId") or "") if isinstance(data, dict) else ""
-                results.append(Result.accepted(m.key, mid or None))
+                results.append(Result.sent(m.key, mid or None))
                 continue
             code, text = error_code(answer)
             what = f"{code or 'HTTP error'}: {text}" if text else (code or detail(answer))
@@ -241,28 +261,25 @@ class SesProvider(HttpProvider):
                         f"ses: the credentials in {ACCESS_KEY_ENV}/"
                         f"{SECRET_KEY_ENV} were refused ({what})"
                     )
-                return results + _not_sent(batch[i:], f"credentials refused: {what}")
-            if code in ACCOUNT:
+                return results + _left(batch[i:], Fate.SENDER, code, f"credentials refused: {text}")
+            if code in ACCOUNT or (code == "MessageRejected" and _UNVERIFIED.search(text)):
                 if not results:
-                    raise ProviderError(f"ses: the account cannot send ({what})")
-                return results + _not_sent(batch[i:], f"account cannot send: {what}")
+                    raise ProviderError(f"ses: the account or sender cannot send ({what})")
+                return results + _left(batch[i:], Fate.SENDER, code, f"cannot send: {text}")
+            label = f"ses {code}" if code else f"HTTP {answer.status_code}"
+            # A body that is not SES's JSON (a proxy's 502 page) still says something.
+            said = text or " ".join((answer.text or "").split())[:300]
+            reason = scrub(unaddressed(said), m.to_address)
             if code in THROTTLED or answer.status_code == 429:
                 # Slow down now: the rest of this push waits for the next round.
-                results.append(Result.failed(m.key, f"rate limited: {what}", transient=True))
-                return results + [
-                    Result.failed(r.key, f"rate limited: held back after {what}", transient=True)
-                    for r in batch[i + 1 :]
-                ]
+                results.append(Result.temporary(m.key, f"rate limited: {reason}", label))
+                held = Failure(Fate.NOT_TAKEN, label, f"rate limited: held back after {code}")
+                return results + held.results(batch[i + 1 :])
             if code in PERMANENT:
-                results.append(Result.failed(m.key, what, transient=False))
+                results.append(Result.permanent(m.key, reason, label))
                 continue
-            results.append(
-                Result.failed(
-                    m.key,
-                    f"HTTP {answer.status_code}: {what}",
-                    transient=is_transient_status(answer.status_code),
-                )
-            )
+            fate = Fate.TRANSIENT if is_transient_status(answer.status_code) else Fate.PERMANENT
+            results.append(Result(m.key, fate, code=label, reason=reason))
         return results
 
 
@@ -282,5 +299,6 @@ def error_code(answer: requests.Response) -> tuple[str, str]:
     return code, " ".join(text.split())[:300]
 
 
-def _not_sent(rest: list[OutgoingMessage], why: str) -> list[Result]:
-    return [Result.failed(m.key, f"not sent: {why}", transient=True) for m in rest]
+def _left(rest: list[OutgoingMessage], fate: Fate, code: str, why: str) -> list[Result]:
+    """The messages of a push never handed over, with the fate that says why."""
+    return Failure(fate, code, f"not sent: {why}").results(rest)

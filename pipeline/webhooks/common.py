@@ -31,6 +31,7 @@ class Event:
     kind: str
     email: str
     detail: str = ""
+    delivery_key: str | None = None  # the send's delivery key, when the provider echoes it
 
 
 def check_fresh(when: datetime, now: datetime) -> None:

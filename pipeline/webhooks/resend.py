@@ -65,12 +65,31 @@ def verify(
         kind, detail = "complaint", ""
     else:
         return []
+    key = _delivery_key(payload.get("tags"))
     to = payload.get("to")
     recipients = [to] if isinstance(to, str) else to
     if not isinstance(recipients, list) or not recipients:
         raise BadPayload("the event names no recipient")
     return [
-        Event(NAME, msg_id if n == 0 else f"{msg_id}#{n}", kind, r, detail)
+        Event(NAME, msg_id if n == 0 else f"{msg_id}#{n}", kind, r, detail, key)
         for n, r in enumerate(recipients)
         if isinstance(r, str)
     ]
+
+
+def _delivery_key(tags: object) -> str | None:
+    """The delivery key our ``brief_key`` tag carries: Resend documents ``tags`` as a list
+    of ``{name, value}``; some payloads show an object of name -> value."""
+    from pipeline.providers.http import KEY_FIELD
+    from pipeline.providers.resend import key_from_tag
+
+    if isinstance(tags, dict):
+        value = tags.get(KEY_FIELD)
+    elif isinstance(tags, list):
+        value = next(
+            (t.get("value") for t in tags if isinstance(t, dict) and t.get("name") == KEY_FIELD),
+            None,
+        )
+    else:
+        value = None
+    return key_from_tag(value) if isinstance(value, str) else None

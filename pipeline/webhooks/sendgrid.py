@@ -22,6 +22,15 @@ from pipeline.config import Settings
 from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub, unix_time
 
 NAME = "sendgrid"
+# SendGrid's documented drop reasons that mean the reader cannot or must not be mailed
+# (its own suppression lists): suppress here too. The others ("Unsubscribed Address",
+# "Spam Content", "Invalid SMTPAPI header", "Recipient List over Package Quota") are
+# about SendGrid's unsubscribe list or our own request, not a bounce or a complaint.
+DROPPED = {
+    "bounced address": "hard_bounce",
+    "invalid": "hard_bounce",
+    "spam reporting address": "complaint",
+}
 SIGNATURE = "x-twilio-email-event-webhook-signature"
 TIMESTAMP = "x-twilio-email-event-webhook-timestamp"
 
@@ -74,9 +83,14 @@ def verify(
             kind, detail = "soft_bounce", scrub(item.get("response", ""))
         elif name == "spamreport":
             kind, detail = "complaint", ""
+        elif name == "dropped" and str(item.get("reason", "")).strip().lower() in DROPPED:
+            kind = DROPPED[str(item.get("reason", "")).strip().lower()]
+            detail = scrub(f"dropped by SendGrid: {item.get('reason', '')}")
         else:
             continue
         if not isinstance(email, str) or not ident:
             raise BadPayload("an event lacks email or sg_event_id")
-        out.append(Event(NAME, str(ident), kind, email, detail))
+        args = item.get("brief_key")  # our custom_args come back as top-level fields
+        key = args if isinstance(args, str) else None
+        out.append(Event(NAME, str(ident), kind, email, detail, key))
     return out
