@@ -155,7 +155,9 @@ class Provider(Protocol):
 
     name: str
     max_batch: int  # most messages one push may carry
-    idempotent: bool  # honours idempotency keys (a resend cannot duplicate)
+    # A message handed over twice is delivered once, whatever it is batched with (outbox:
+    # one file per delivery key). Then rows a crash left unknown are resent without asking.
+    idempotent: bool
 
     def open(self) -> None:
         """Connect or create the session; called once before the first push."""

@@ -78,7 +78,10 @@ class ResendProvider(HttpProvider):
 
     name = "resend"
     max_batch = 100  # "up to 100 emails in a single API call"
-    idempotent = True  # the Idempotency-Key makes a resend of the same batch a no-op
+    # The Idempotency-Key covers one batch as sent: push repeats that identical request after
+    # a lost answer, but after a crash the rows regroup under new keys, so rows a crash
+    # left unknown are not resent without the operator's --retry-unknown.
+    idempotent = False
 
     def __init__(self, settings):
         super().__init__(settings)
