@@ -43,25 +43,48 @@ class Recipient:
         return preferences_token(self.token_key, self.subscriber_id)
 
 
-def audience_select(list_id: int) -> sa.Select:
+def audience_select(
+    list_id: int, subscriber_ids: Sequence[int] | None = None, *, lateral: bool = False
+) -> sa.Select:
     """The confirmed, unsuppressed members of a list: subscriber id, email, name and what
-    their tokens are made from. Filter it on ``memberships.c.subscriber_id`` so the
-    (list_id, status, subscriber_id) index drives it whatever the planner's statistics."""
+    their tokens are made from; with ``subscriber_ids``, only those.
+
+    ``lateral`` (PostgreSQL) looks each id up through the (list_id, status,
+    subscriber_id) index in a LATERAL subquery, a nested loop the planner cannot turn
+    into a walk of the whole list. Right after an import, with no statistics yet,
+    PostgreSQL took ``subscriber_id IN (...)`` for a filter over every member of the
+    list, for every batch (1.09 s a batch at 100,000 subscribers). SQLite plans by its
+    indexes and takes the IN as it is."""
     m, s = memberships, subscribers
     not_suppressed = ~sa.exists().where(suppressions.c.address_hash == s.c.email_hash)
-    return (
-        sa.select(
-            s.c.id,
-            s.c.email,
-            s.c.name,
-            s.c.token_key,
-            s.c.consent_seq.label("all_seq"),
-            m.c.id.label("mid"),
-            m.c.consent_seq,
+    columns = (s.c.id, s.c.email, s.c.name, s.c.token_key, s.c.consent_seq.label("all_seq"))
+    if subscriber_ids is not None and lateral:
+        want = sa.values(sa.column("sid", sa.Integer), name="want").data(
+            [(int(i),) for i in subscriber_ids]
         )
+        # Everything inside the per-id subquery, the suppression check included: each
+        # table is then read by index for that one id.
+        one = (
+            sa.select(*columns, m.c.id.label("mid"), m.c.consent_seq)
+            .select_from(m.join(s, s.c.id == m.c.subscriber_id))
+            .where(
+                m.c.list_id == list_id,
+                m.c.status == "confirmed",
+                m.c.subscriber_id == want.c.sid,
+                not_suppressed,
+            )
+            .limit(1)
+            .lateral("one")
+        )
+        return sa.select(*one.c).select_from(want.join(one, sa.true()))
+    query = (
+        sa.select(*columns, m.c.id.label("mid"), m.c.consent_seq)
         .select_from(m.join(s, s.c.id == m.c.subscriber_id))
         .where(m.c.list_id == list_id, m.c.status == "confirmed", not_suppressed)
     )
+    if subscriber_ids is not None:
+        query = query.where(m.c.subscriber_id.in_([int(i) for i in subscriber_ids]))
+    return query
 
 
 def _recipient(r: sa.Row, list_id: int) -> Recipient:
@@ -112,12 +135,8 @@ def recipients_by_id(
         list_id = list_id_conn(conn, list_name)
         if list_id is None:
             raise NotFound(f"no list {list_name!r}")
-        # On the membership's subscriber_id: an index condition, so a batch reads its own
-        # rows even before PostgreSQL has statistics (right after an import), instead of
-        # walking the whole list for each batch.
-        rows = conn.execute(
-            audience_select(list_id).where(memberships.c.subscriber_id.in_(list(subscriber_ids)))
-        ).all()
+        lateral = conn.dialect.name == "postgresql"
+        rows = conn.execute(audience_select(list_id, subscriber_ids, lateral=lateral)).all()
     return {r.id: _recipient(r, list_id) for r in rows}
 
 
