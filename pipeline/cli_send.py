@@ -28,6 +28,12 @@ from .cli import Env, print_json
     is_flag=True,
     help="On a resume, also send to people confirmed since the send first started.",
 )
+@click.option(
+    "--join",
+    is_flag=True,
+    help="Help a send that is running elsewhere (PostgreSQL): take its rows through the "
+    "same claims instead of being refused.",
+)
 @click.option("--dry-run", is_flag=True, help="Show the count, first recipients and size only.")
 @click.option(
     "--to",
@@ -46,6 +52,7 @@ def send(
     retry_unknown: bool,
     write_off_unknown: bool,
     include_new: bool,
+    join: bool,
     dry_run: bool,
     to_address: str | None,
     as_json: bool,
@@ -120,7 +127,7 @@ def send(
             click.echo(f"  {address}")
         return
     check_sendable(issue, force)
-    if not yes:
+    if not yes and not join:
         click.confirm(
             f"Send issue {issue.label} \u201c{rendered.subject}\u201d to {planned.recipients} "
             f"recipient(s) on list {list_name!r} through {settings.provider.name} "
@@ -138,6 +145,7 @@ def send(
         retry_unknown=retry_unknown,
         write_off_unknown=write_off_unknown,
         include_new=include_new,
+        join=join,
     )
     if report.state == "sent" and issue.status != "sent" and issue.path.exists():
         from .assemble import mark_status
@@ -280,6 +288,11 @@ def _print_report(report, settings, issue) -> None:
         click.echo(
             f"{report.found_inflight} deliveries were with the provider when an earlier run "
             "stopped: marked unknown"
+        )
+    if report.state == "sending":
+        click.echo(
+            "other senders still hold rows of this send; the last one to finish records "
+            "its end (brief status shows it)"
         )
     if report.written_off:
         click.echo(f"{report.written_off} unknown deliveries written off (recorded not sent)")

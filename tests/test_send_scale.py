@@ -107,3 +107,99 @@ def test_a_batch_of_recipients_reads_its_own_rows_without_planner_statistics(pg_
             assert read <= 2 * len(ids), f"read {read} rows of {table} for {len(ids)} ids"
     finally:
         engine.dispose()
+
+
+# ---------------------------------------------------------------------------
+# More than one sender
+
+
+def test_join_on_sqlite_is_refused_with_the_reason(project, brief):
+    from tests.fixtures_send import subscribe_many
+    from tests.test_send_cli import _engine
+
+    subscribe_many(_engine(project), 2)
+    out = brief("send", "1", "--yes", "--join")
+    assert out.code == 1
+    assert "--join needs PostgreSQL" in out.err and "one writer at a time" in out.err
+    assert len(out.err.strip().splitlines()) == 1
+
+
+def test_join_needs_a_running_send(project, pg_store_url, brief):
+    from tests.fixtures_send import set_keys, subscribe_many
+    from tests.test_send_cli import _engine
+
+    set_keys(project, "database", url=f'"{pg_store_url}"')
+    engine = _engine(project)
+    subscribe_many(engine, 2)
+    out = brief("send", "1", "--yes", "--join")
+    engine.dispose()
+    assert out.code == 1 and "not being sent right now: nothing to join" in out.err
+
+
+def test_two_joined_senders_one_killed_mail_nobody_twice(project, pg_store_url, smtp_sink):
+    """Two processes send one campaign on PostgreSQL; one is SIGKILLed mid-way. The other
+    settles the dead one's claimed rows and finishes; the server got each message once
+    and what is unknown is at most the dead one's connections."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from pipeline.store import ledger as lg
+    from tests.fixtures_send import set_keys, subscribe_many, use_smtp
+    from tests.test_send_cli import BRIEF, _engine
+
+    total, concurrency = 400, 2
+    set_keys(project, "database", url=f'"{pg_store_url}"')
+    use_smtp(project, smtp_sink, rate_per_second=0, concurrency=concurrency, batch_size=20)
+    engine = _engine(project)
+    subscribe_many(engine, total)
+    env = {**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")}
+    # The first sender is slowed by the rate limit so the second has something to take.
+    set_keys(project, "provider", rate_per_second=40)
+    first = subprocess.Popen(
+        [*BRIEF, "send", "1", "--yes"],
+        env=env,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while smtp_sink.count() < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = subprocess.Popen(
+        [*BRIEF, "send", "1", "--yes", "--join"],
+        env=env,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def senders() -> int:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.count(sa.distinct(lg.deliveries.c.sender))).where(
+                    lg.deliveries.c.state == "sent"
+                )
+            ).scalar_one()
+
+    # Kill the joined sender once it has sent some of its own.
+    while senders() < 2 and time.monotonic() < deadline and second.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.3)
+    assert second.poll() is None, second.stderr.read()
+    os.kill(second.pid, signal.SIGKILL)
+    second.wait()
+    out, err = first.communicate(timeout=60)
+    campaign = lg.find_campaign(engine, 1, "main")
+    counts = lg.state_counts(engine, campaign.id)
+    assert senders() == 2, "the joined sender sent nothing before it was killed"
+    engine.dispose()
+    assert counts["claimed"] == 0 and counts["inflight"] == 0 and counts["pending"] == 0
+    assert counts["unknown"] <= concurrency, counts
+    assert counts["sent"] + counts["unknown"] == total, counts
+    assert all(len(v) == 1 for v in smtp_sink.received.values()), "someone got it twice"
+    assert smtp_sink.count() >= counts["sent"]
+    assert first.returncode == (1 if counts["unknown"] else 0), err

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -120,6 +121,7 @@ def send_campaign(
     retry_unknown: bool = False,
     write_off_unknown: bool = False,
     include_new: bool = False,
+    join: bool = False,
     stop: threading.Event | None = None,
     progress: Callable[[Progress], None] | None = None,
     rendered: Any = None,
@@ -133,6 +135,10 @@ def send_campaign(
     nothing is pending (``sent``, or ``unresolved`` while unknown rows remain) or
     paused (stop, guard, provider refusal) with the reason. The caller marks the issue
     file sent.
+
+    ``join`` (PostgreSQL): take rows of a campaign another process is sending, through
+    the same claims, instead of refusing; the send may then end ``sending`` (other
+    senders still hold rows, and the last one to finish writes the final state).
     """
     check_sendable(issue, force)
     pset = settings.provider
@@ -141,29 +147,38 @@ def send_campaign(
     rendered = rendered if rendered is not None else render(issue, library, settings)
     factory = MessageFactory(rendered, settings, list_name=list_name)
     holder = lg.holder_name()
-    campaign = lg.start_campaign(
-        engine,
-        issue.number,
-        list_name,
-        provider=first.name,
-        subject=rendered.subject,
-        content_commit=factory.commit,
-        holder=holder,
-    )
+    if join:
+        campaign = lg.join_campaign(engine, issue.number, list_name, holder)
+    else:
+        campaign = lg.start_campaign(
+            engine,
+            issue.number,
+            list_name,
+            provider=first.name,
+            subject=rendered.subject,
+            content_commit=factory.commit,
+            holder=holder,
+        )
     started = time.monotonic()
     written_off = 0
+    joined = 0
     try:
-        # An idempotent provider takes a message twice as once: nothing is in doubt.
+        # Rows of senders that are gone: claimed ones back to pending, handed-over ones
+        # unknown. An idempotent provider takes a message twice as once: nothing is in
+        # doubt, so unknown rows go again.
         found, _ = lg.settle(
-            engine, campaign.id, retry_unknown=retry_unknown or bool(first.idempotent)
+            engine,
+            campaign.id,
+            retry_unknown=not join and (retry_unknown or bool(first.idempotent)),
         )
-        if write_off_unknown:
+        if write_off_unknown and not join:
             written_off = lg.write_off_unknown(engine, campaign.id)
         # The audience is written down once, at the first start (total is set when
         # that finished); a resume adds nobody unless asked.
-        if campaign.total == 0 or include_new:
+        if join:
+            pass
+        elif campaign.total == 0 or include_new:
             lg.enqueue_audience(engine, campaign)
-            joined = 0
         else:
             joined = lg.joined_since(engine, campaign)
         counts = lg.state_counts(engine, campaign.id)
@@ -172,7 +187,8 @@ def send_campaign(
             raise SendError(f"list {list_name!r} has nobody to send to")
         # A guard pause is the operator's to judge: running again means "go on".
         guard_armed = campaign.pause_kind is not PauseKind.GUARD
-        lg.set_state(engine, campaign.id, CampaignState.SENDING, total=total)
+        if not join:
+            lg.set_state(engine, campaign.id, CampaignState.SENDING, total=total)
         guard = Guard(
             settings.send.guard_ratio,
             settings.send.guard_window,
@@ -193,13 +209,18 @@ def send_campaign(
             stop or threading.Event(),
             progress,
             counts,
+            holder,
         )
         kind, reason = desk.run()
     finally:
         lg.release(engine, campaign.id, holder)
     counts = lg.state_counts(engine, campaign.id)
     state = CampaignState.PAUSED
-    if kind is None and counts["pending"]:
+    others = counts["claimed"] + counts["inflight"]  # rows with other live senders
+    if others and kind not in (PauseKind.GUARD, PauseKind.PROVIDER):
+        # Other senders are at work: the last one to finish writes the final state.
+        state, kind, reason = CampaignState.SENDING, None, None
+    elif kind is None and counts["pending"]:
         kind, reason = PauseKind.STOPPED, STOPPED
     elif kind is None and counts["unknown"]:
         state, kind = CampaignState.UNRESOLVED, PauseKind.UNKNOWN
@@ -209,7 +230,8 @@ def send_campaign(
         )
     elif kind is None:
         state = CampaignState.SENT
-    lg.set_state(engine, campaign.id, state, reason, kind=kind)
+    if state is not CampaignState.SENDING:
+        lg.set_state(engine, campaign.id, state, reason, kind=kind)
     elapsed = time.monotonic() - started
     return CampaignReport(
         issue_number=issue.number,
@@ -249,8 +271,10 @@ class _Desk:
         stop: threading.Event,
         progress: Callable[[Progress], None] | None,
         counts: dict[str, int],
+        holder: str,
     ):
         self.engine = engine
+        self.holder = holder
         self.campaign = campaign
         self.issue = issue
         self.list_name = list_name
@@ -302,7 +326,9 @@ class _Desk:
 
     def _refill(self) -> None:
         while self.outstanding < self.ahead and time.monotonic() >= self.claim_after:
-            claimed = lg.claim(self.engine, self.campaign.id, self.batch_size, utcnow())
+            claimed = lg.claim(
+                self.engine, self.campaign.id, self.batch_size, utcnow(), sender=self.holder
+            )
             if len(claimed) < self.batch_size:
                 # Nothing more is due now: claiming again at every turn would be a write
                 # transaction per answer. Look again in a moment (retries come due).
@@ -328,7 +354,14 @@ class _Desk:
         """Nothing with a worker: wait for the next retry; False when nothing is pending."""
         due = lg.next_due(self.engine, self.campaign.id)
         if due is None:
-            return False
+            # Nothing pending: rows of senders that died go back first; while other
+            # senders are still at work, stay to settle theirs should they die too.
+            lg.settle(self.engine, self.campaign.id, retry_unknown=False)
+            due = lg.next_due(self.engine, self.campaign.id)
+            if due is None:
+                if not lg.busy_elsewhere(self.engine, self.campaign.id, self.holder):
+                    return False
+                due = utcnow() + timedelta(seconds=1)
         wait = (due - utcnow()).total_seconds()
         self._report(next_retry_in=max(0.0, wait))
         if wait > 0:
@@ -430,9 +463,17 @@ class _Desk:
     def _beat(self) -> None:
         # Beat while waiting too (a slow provider call, a retry that is not due yet): a
         # holder silent for STALE_AFTER is taken for dead and another send may start.
-        if time.monotonic() - self.last_beat > HEARTBEAT_EVERY:
-            lg.heartbeat(self.engine, self.campaign.id, self.campaign.holder or "")
-            self.last_beat = time.monotonic()
+        if time.monotonic() - self.last_beat <= HEARTBEAT_EVERY:
+            return
+        lg.heartbeat(self.engine, self.campaign.id, self.holder)
+        self.last_beat = time.monotonic()
+        # A joined sender that died leaves rows claimed or in flight: settle them now
+        # (its claimed rows go back to pending), not only at the next start.
+        lg.settle(self.engine, self.campaign.id, retry_unknown=False)
+        # Another sender's guard or provider pause holds for everyone.
+        state, kind = lg.campaign_state(self.engine, self.campaign.id)
+        if state is CampaignState.PAUSED and kind in (PauseKind.GUARD, PauseKind.PROVIDER):
+            self._pause(kind, "paused by another sender of this campaign; see brief status")
 
     def _report(self, next_retry_in: float | None = None) -> None:
         if self.progress is None:

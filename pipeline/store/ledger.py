@@ -102,12 +102,31 @@ deliveries = sa.Table(
     sa.Column("provider_id", sa.String(300)),
     sa.Column("last_error", sa.String(500)),
     sa.Column("error_code", sa.String(64)),
+    # Who claimed the row (a holder name) while it is claimed or in flight: after that
+    # sender dies, its rows, and only its, are settled.
+    sa.Column("sender", sa.String(200)),
     sa.Column("next_attempt_at", UTC_TIME),
     sa.Column("created_at", UTC_TIME, nullable=False),
     sa.Column("updated_at", UTC_TIME, nullable=False),
     sa.Column("sent_at", UTC_TIME),
     sa.UniqueConstraint("issue_number", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.Index("ix_deliveries_work", "campaign_id", "state", "subscriber_id"),
+)
+
+
+# Further senders that joined a running campaign (PostgreSQL only), each with its heartbeat.
+campaign_senders = sa.Table(
+    "campaign_senders",
+    metadata,
+    sa.Column(
+        "campaign_id",
+        sa.Integer,
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("holder", sa.String(200), primary_key=True),
+    sa.Column("heartbeat", UTC_TIME, nullable=False),
+    sa.Column("joined_at", UTC_TIME, nullable=False),
 )
 
 
@@ -263,24 +282,99 @@ def start_campaign(
     return _campaign(row)
 
 
+def join_campaign(engine: Engine, issue_number: int, list_name: str, holder: str) -> Campaign:
+    """Join the running send of an issue as a further sender (PostgreSQL only): take rows
+    through the same claims, with a heartbeat of one's own. SendError when there is
+    nothing running to join."""
+    if engine.dialect.name != "postgresql":
+        raise SendError(
+            "--join needs PostgreSQL: SQLite has one writer at a time, so a second sender "
+            "would only wait for the first one's locks (brief db copy moves the store)"
+        )
+    now = utcnow()
+    with transaction(engine) as conn:
+        row = conn.execute(
+            sa.select(campaigns)
+            .where(campaigns.c.issue_number == issue_number, campaigns.c.list_name == list_name)
+            .with_for_update()
+        ).first()
+        if (
+            row is None
+            or row.state != CampaignState.SENDING
+            or not _holder_alive(row.holder, row.heartbeat, now)
+        ):
+            raise SendError(
+                f"issue {issue_number:03d} to list {list_name!r} is not being sent right now: "
+                "nothing to join (start it with 'brief send' first)"
+            )
+        conn.execute(
+            campaign_senders.insert().values(
+                campaign_id=row.id, holder=holder, heartbeat=now, joined_at=now
+            )
+        )
+    return _campaign(row)
+
+
 def heartbeat(engine: Engine, campaign_id: int, holder: str) -> None:
-    """Prove the holder is alive."""
+    """Prove the holder (or a joined sender) is alive."""
+    now = utcnow()
     with transaction(engine) as conn:
         conn.execute(
             campaigns.update()
             .where(campaigns.c.id == campaign_id, campaigns.c.holder == holder)
-            .values(heartbeat=utcnow())
+            .values(heartbeat=now)
+        )
+        conn.execute(
+            campaign_senders.update()
+            .where(
+                campaign_senders.c.campaign_id == campaign_id, campaign_senders.c.holder == holder
+            )
+            .values(heartbeat=now)
         )
 
 
 def release(engine: Engine, campaign_id: int, holder: str) -> None:
-    """Let go of the campaign so another run may pick it up at once."""
+    """Let go of the campaign (as its holder or a joined sender) so another run may pick
+    it up at once."""
     with transaction(engine) as conn:
         conn.execute(
             campaigns.update()
             .where(campaigns.c.id == campaign_id, campaigns.c.holder == holder)
             .values(holder=None, heartbeat=None)
         )
+        conn.execute(
+            campaign_senders.delete().where(
+                campaign_senders.c.campaign_id == campaign_id, campaign_senders.c.holder == holder
+            )
+        )
+
+
+def live_senders(engine: Engine, campaign_id: int, now: datetime | None = None) -> set[str]:
+    """The holder and the joined senders of a campaign that are alive now."""
+    now = now or utcnow()
+    with reading(engine) as conn:
+        rows = conn.execute(
+            sa.select(campaigns.c.holder, campaigns.c.heartbeat).where(
+                campaigns.c.id == campaign_id
+            )
+        ).all()
+        rows += conn.execute(
+            sa.select(campaign_senders.c.holder, campaign_senders.c.heartbeat).where(
+                campaign_senders.c.campaign_id == campaign_id
+            )
+        ).all()
+    return {r.holder for r in rows if _holder_alive(r.holder, r.heartbeat, now)}
+
+
+def campaign_state(engine: Engine, campaign_id: int) -> tuple[CampaignState, PauseKind | None]:
+    """A campaign's state now (a joined sender follows a pause another one wrote)."""
+    with reading(engine) as conn:
+        row = conn.execute(
+            sa.select(campaigns.c.state, campaigns.c.pause_kind).where(
+                campaigns.c.id == campaign_id
+            )
+        ).one()
+    return CampaignState(row.state), PauseKind(row.pause_kind) if row.pause_kind else None
 
 
 def set_state(
@@ -382,29 +476,42 @@ def enqueue(
         return len(conn.execute(insert.returning(deliveries.c.id), rows).all())
 
 
-def settle(engine: Engine, campaign_id: int, *, retry_unknown: bool) -> tuple[int, int]:
-    """Before a (re)start: rows a dead sender had claimed but not handed over go back to
-    pending; rows it had handed over become unknown; with ``retry_unknown`` unknown rows
-    go back to pending too. Returns (rows found in flight, unknown rows put back)."""
+def settle(
+    engine: Engine, campaign_id: int, *, retry_unknown: bool, live: set[str] | None = None
+) -> tuple[int, int]:
+    """Rows of senders that are gone: what they had claimed but not handed over goes back
+    to pending; what they had handed over becomes unknown. ``live`` names the senders
+    still at work (default: those alive now), whose rows are theirs. With
+    ``retry_unknown`` unknown rows go back to pending too. Returns (rows found in flight,
+    unknown rows put back)."""
     now = utcnow()
+    live = live_senders(engine, campaign_id, now) if live is None else live
     d = deliveries.c
     mine = d.campaign_id == campaign_id
+    orphan = sa.or_(d.sender.is_(None), d.sender.not_in(sorted(live))) if live else sa.true()
     with transaction(engine) as conn:
         conn.execute(
             deliveries.update()
-            .where(mine, d.state == DeliveryState.CLAIMED)
-            .values(state=DeliveryState.PENDING, updated_at=now)
+            .where(mine, d.state == DeliveryState.CLAIMED, orphan)
+            .values(state=DeliveryState.PENDING, sender=None, updated_at=now)
         )
         found = conn.execute(
             deliveries.update()
-            .where(mine, d.state == DeliveryState.INFLIGHT)
+            .where(mine, d.state == DeliveryState.INFLIGHT, orphan)
             .values(
                 state=DeliveryState.UNKNOWN,
                 last_error="in flight when a send stopped; the provider may have it",
                 error_code="crash",
+                sender=None,
                 updated_at=now,
             )
         ).rowcount
+        conn.execute(
+            campaign_senders.delete().where(
+                campaign_senders.c.campaign_id == campaign_id,
+                campaign_senders.c.holder.not_in(sorted(live)) if live else sa.true(),
+            )
+        )
         back = 0
         if retry_unknown:
             back = conn.execute(
@@ -432,9 +539,12 @@ def write_off_unknown(engine: Engine, campaign_id: int) -> int:
         ).rowcount
 
 
-def claim(engine: Engine, campaign_id: int, limit: int, now: datetime) -> list[Claimed]:
-    """Take up to ``limit`` due pending rows (``claimed``: not handed over yet), lowest
-    subscriber id first. ``mark_inflight`` marks them just before the hand-over."""
+def claim(
+    engine: Engine, campaign_id: int, limit: int, now: datetime, sender: str | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due pending rows for ``sender`` (``claimed``: not handed over
+    yet), lowest subscriber id first; ``write_step`` marks them in flight just before the
+    hand-over. Several senders may claim at once: each row goes to one of them."""
     d = deliveries.c
     due = sa.or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now)
     pick = (
@@ -455,11 +565,24 @@ def claim(engine: Engine, campaign_id: int, limit: int, now: datetime) -> list[C
         rows = conn.execute(
             deliveries.update()
             .where(d.id.in_(sa.select(picked.c.id)), d.state == DeliveryState.PENDING)
-            .values(state=DeliveryState.CLAIMED, updated_at=now)
+            .values(state=DeliveryState.CLAIMED, sender=sender, updated_at=now)
             .returning(d.id, d.subscriber_id, d.attempts)
         ).all()
     rows.sort(key=lambda r: r.subscriber_id)
     return [Claimed(r.id, r.subscriber_id, r.attempts) for r in rows]
+
+
+def busy_elsewhere(engine: Engine, campaign_id: int, sender: str) -> int:
+    """Rows other senders hold (claimed or in flight) in a campaign."""
+    d = deliveries.c
+    with reading(engine) as conn:
+        return conn.execute(
+            sa.select(sa.func.count()).where(
+                d.campaign_id == campaign_id,
+                d.state.in_((DeliveryState.CLAIMED, DeliveryState.INFLIGHT)),
+                sa.or_(d.sender.is_(None), d.sender != sender),
+            )
+        ).scalar_one()
 
 
 def next_due(engine: Engine, campaign_id: int) -> datetime | None:
