@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import ImportRefused, StoreError
+from pipeline.private import open_private
 from pipeline.store.db import transaction, utcnow
 from pipeline.store.lists import list_for_write
 from pipeline.store.normalise import (
@@ -416,7 +417,8 @@ def export_csv(engine: Engine, out: str | Path | IO[str], list_name: str | None 
     The file re-imports cleanly: metadata columns are ignored, ``attributes`` is JSON.
     """
     if isinstance(out, str | Path):
-        with open(out, "w", encoding="utf-8", newline="") as handle:
+        # Addresses and names: readable by the owner only (an existing file too).
+        with open_private(out, newline="") as handle:
             return _write_export(engine, handle, list_name)
     return _write_export(engine, out, list_name)
 
