@@ -212,7 +212,7 @@ class _Loader(yaml.SafeLoader):
             return super().construct_object(node, deep)
         except yaml.YAMLError:
             raise
-        except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
             # e.g. "!!int x": the constructor's own exception, not a YAML one.
             raise yaml.constructor.ConstructorError(
                 None,

@@ -65,6 +65,8 @@ def test_impossible_date_is_a_content_error_at_its_line(project, rel, field, val
     [
         ("glossary/inference.md", "term", "!!int x", "bad YAML in frontmatter"),
         ("glossary/inference.md", "term", "!!float x", "bad YAML in frontmatter"),
+        ("glossary/inference.md", "term", "!!int", "bad YAML in frontmatter"),
+        ("glossary/inference.md", "term", "!!bool", "bad YAML in frontmatter"),
         ("glossary/inference.md", "term", "{a: 1}", "field 'term' must be text"),
         ("glossary/inference.md", "term", '"Infer\\0ence"', "control character"),
         ("glossary/inference.md", "priority", "1.5", "must be a whole number"),
@@ -182,3 +184,97 @@ def test_confirmation_with_a_broken_draft_confirms_and_sends_the_welcome(
     welcome = outbox_messages(web_settings)[-1]
     assert welcome["Subject"] == "Welcome to The Brief"
     assert "https://brief.example.com/issues/002/" in body_text(welcome)
+
+
+# -- property: whatever a field holds, the answer is a content error, never a crash --------
+
+_FIELDS = (
+    ("glossary/inference.md", ("term", "category", "queued", "priority", "slug", "extra")),
+    ("museum/zillow-offers.md", ("title", "date", "cost", "sources", "queued", "priority")),
+    (ISSUE, ("number", "date", "subject", "preheader", "glossary", "museum", "status")),
+)
+
+
+def _yaml_values():
+    from hypothesis import strategies as st
+
+    scalars = (
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.dates()
+        | st.datetimes()
+        | st.text(max_size=20)
+    )
+    nested = st.recursive(
+        scalars,
+        lambda inner: (
+            st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+        ),
+        max_leaves=8,
+    )
+    dumped = nested.map(lambda v: yaml_dump(v))
+    tagged = st.builds(
+        "{} {}".format,
+        st.sampled_from(["!!timestamp", "!!int", "!!float", "!!binary", "!!bool", "!!set"]),
+        st.text(alphabet="0123456789-:.xT ", max_size=12),
+    )
+    datelike = st.builds(
+        "{:04d}-{:02d}-{:02d}".format,
+        st.integers(0, 9999),
+        st.integers(0, 99),
+        st.integers(0, 99),
+    )
+    raw = st.text(max_size=30).map(lambda t: t.replace("\n", " ").replace("\r", " "))
+    return dumped | tagged | datelike | raw
+
+
+def yaml_dump(value) -> str:
+    import yaml
+
+    return (
+        yaml.safe_dump(value, default_flow_style=True, width=10**6)
+        .strip()
+        .removesuffix("\n...")
+        .replace("\n", " ")
+    )
+
+
+def test_any_frontmatter_value_is_a_content_error_or_valid_never_a_crash(tmp_path_factory):
+    import shutil
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.config import load_settings
+    from pipeline.content import read_content
+    from pipeline.site import pages
+    from tests.conftest import REPO
+
+    root = tmp_path_factory.mktemp("fuzz") / "newsletter"
+    for name in ("glossary", "museum", "issues", "templates"):
+        shutil.copytree(REPO / name, root / name)
+    shutil.copy(REPO / "brief.toml", root / "brief.toml")
+    issue = root / ISSUE
+    issue.write_text(issue.read_text(encoding="utf-8").replace("status: approved", "status: sent"))
+    originals = {rel: (root / rel).read_text(encoding="utf-8") for rel, _ in _FIELDS}
+    brief_settings = load_settings(root / "brief.toml", env={})
+    targets = [(rel, field) for rel, fields in _FIELDS for field in fields]
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(target=st.sampled_from(targets), value=_yaml_values())
+    def check(target, value):
+        rel, field = target
+        for name, text in originals.items():
+            (root / name).write_text(text, encoding="utf-8")
+        set_field(root / rel, field, value)
+        try:
+            load_library(root)
+        except ContentError as exc:
+            assert all(p.line >= 1 for p in exc.problems)
+        loaded = read_content(brief_settings)
+        for page in pages(loaded.library, brief_settings).values():
+            page.render()
+
+    check()
