@@ -108,3 +108,59 @@ def test_bounded_settings_keep_their_ordinary_values(project):
     assert settings.provider.rate_per_second == 14.5
     assert settings.newsletter.reply_to == "Editors.Desk+brief@bücher.example"
     assert settings.newsletter.default_list == "weekly_digest-2"
+
+
+def test_any_value_for_any_key_is_settings_or_one_config_error_naming_it(project):
+    """Every key of the shipped brief.toml, given random TOML values: a Settings or one
+    ConfigError line naming that key, never another exception."""
+    import tomllib
+    from datetime import date
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.config import parse_settings
+
+    path = project / "brief.toml"
+    base = tomllib.loads(path.read_text(encoding="utf-8"))
+    keys = [
+        (section, sub, key)
+        for section, table in base.items()
+        for sub, key in (
+            [(None, k) for k, v in table.items() if not isinstance(v, dict)]
+            + [(k, kk) for k, v in table.items() if isinstance(v, dict) for kk in v]
+        )
+    ]
+    scalars = (
+        st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=30)
+        | st.dates()
+        | st.datetimes()
+        | st.times()
+        | st.builds(date, st.integers(1, 9999), st.integers(1, 12), st.integers(1, 28))
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+        max_leaves=6,
+    )
+
+    @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(target=st.sampled_from(keys), value=values)
+    def check(target, value):
+        section, sub, key = target
+        raw = {s: dict(t) for s, t in base.items()}
+        table = raw[section] if sub is None else dict(raw[section][sub])
+        table[key] = value
+        if sub is not None:
+            raw[section][sub] = table
+        dotted = ".".join(p for p in (section, sub, key) if p)
+        try:
+            parse_settings(raw, path, {})
+        except ConfigError as exc:
+            assert "\n" not in str(exc)
+            assert str(exc).startswith(f"{dotted}: "), str(exc)
+
+    check()
