@@ -143,7 +143,9 @@ class Daemon:
             return None
         beat = self._heartbeat()
         try:
-            return self._tick()
+            # From cron, content or database trouble is this run's failure (exit 1 with
+            # path:line), not a log line followed by exit 0.
+            return self._tick(keep_going=False)
         finally:
             beat.stop()
             lock.release(self.engine, lock.DAEMON_LOCK, self.holder)
@@ -205,7 +207,7 @@ class Daemon:
         self.halt.set()
         self._wake.set()
 
-    def _tick(self) -> list[Outcome]:
+    def _tick(self, keep_going: bool = True) -> list[Outcome]:
         try:
             return tick(
                 self.engine,
@@ -218,6 +220,8 @@ class Daemon:
         except BriefError as exc:
             # Content or database trouble: say so and wait for the next wake-up, as a
             # daemon must; a bug (anything else) still ends the process loudly.
+            if not keep_going:
+                raise
             log.error("event=tick_failed error=%s: %s", type(exc).__name__, exc)
             return []
 

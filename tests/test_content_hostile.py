@@ -120,8 +120,7 @@ def test_commands_report_an_impossible_date_as_path_line_not_an_internal_error(
     line = set_field(project / "glossary" / "inference.md", "queued", "2026-13-45")
     outcome = brief(*args, env={"BRIEF_NOW": "2026-11-30T09:00"})
     assert "internal error" not in outcome.err
-    if args != ("run", "--once"):  # the daemon logs a failed tick and goes on (see report)
-        assert outcome.code == 1, outcome.err
+    assert outcome.code == 1, outcome.err
     assert f"glossary/inference.md:{line}: " in outcome.err
 
 
