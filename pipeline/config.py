@@ -80,7 +80,13 @@ MAX_RETRIES = (0, 50)
 GUARD_WINDOW = (1, 10_000_000)
 PER_HOUR = (0, 1_000_000)
 MAX_BODY_BYTES = (1024, 100 * 1024 * 1024)
-_TABLE_BOUNDS: dict[str, tuple[float, float]] = {"port": (1, 65535), "timeout": (0.001, 3600)}
+# retries/retry_backoff: [provider.resend] on main (sleeps backoff * 2**attempt).
+_TABLE_BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "timeout": (0.001, 3600),
+    "retries": (0, 10),
+    "retry_backoff": (0, 60),
+}
 
 
 @dataclass(frozen=True)
