@@ -395,16 +395,17 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     )
     web = WebSettings(
         welcome_email=r.get(wb, "web.welcome_email", bool, False),
-        subscribe_per_address_per_hour=int(
-            r.number(wb, "web.subscribe_per_address_per_hour", PER_HOUR, 3, whole=True)
-        ),
-        subscribe_per_ip_per_hour=int(
-            r.number(wb, "web.subscribe_per_ip_per_hour", PER_HOUR, 20, whole=True)
-        ),
-        max_body_bytes=int(
-            r.number(wb, "web.max_body_bytes", MAX_BODY_BYTES, 64 * 1024, whole=True)
-        ),
+        subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
+        subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
+        max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
     )
+
+    for key, bounds in (
+        ("subscribe_per_address_per_hour", PER_HOUR),
+        ("subscribe_per_ip_per_hour", PER_HOUR),
+        ("max_body_bytes", MAX_BODY_BYTES),
+    ):
+        r.number({key: getattr(web, key)}, f"web.{key}", bounds, whole=True)
 
     return Settings(
         path=path,
@@ -419,6 +420,16 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     )
 
 
+def _resolve_sqlite(url: str, root: Path) -> str:
+    """Make a relative SQLite path relative to the config file, not the cwd."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:" and not rest.startswith(":"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
 def _address(key: str, value: str) -> str:
     """``value`` unchanged if it is an address a header can carry; else a ConfigError."""
     from email_validator import EmailNotValidError, validate_email
@@ -431,16 +442,6 @@ def _address(key: str, value: str) -> str:
     except EmailNotValidError as exc:
         raise ConfigError(f"{key}: {value!r} is not an email address ({exc})") from None
     return value
-
-
-def _resolve_sqlite(url: str, root: Path) -> str:
-    """Make a relative SQLite path relative to the config file, not the cwd."""
-    prefix = "sqlite:///"
-    if url.startswith(prefix) and not url.startswith("sqlite:////"):
-        rest = url[len(prefix) :]
-        if rest and rest != ":memory:" and not rest.startswith(":"):
-            return prefix + str((root / rest).resolve())
-    return url
 
 
 _TYPE_NAMES = {

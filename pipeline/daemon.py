@@ -128,6 +128,8 @@ class Daemon:
         self._wake = threading.Event()
         self._lost = threading.Event()
         self._standing_by = False
+        # The BriefError that failed the last tick, if any (`run --once` exits 1 with it).
+        self.tick_error: BriefError | None = None
 
     def request_stop(self) -> None:
         """Finish the batch in flight, record it, and exit (the SIGTERM/SIGINT handler)."""
@@ -143,9 +145,7 @@ class Daemon:
             return None
         beat = self._heartbeat()
         try:
-            # From cron, content or database trouble is this run's failure (exit 1 with
-            # path:line), not a log line followed by exit 0.
-            return self._tick(keep_going=False)
+            return self._tick()
         finally:
             beat.stop()
             lock.release(self.engine, lock.DAEMON_LOCK, self.holder)
@@ -207,7 +207,8 @@ class Daemon:
         self.halt.set()
         self._wake.set()
 
-    def _tick(self, keep_going: bool = True) -> list[Outcome]:
+    def _tick(self) -> list[Outcome]:
+        self.tick_error = None
         try:
             return tick(
                 self.engine,
@@ -220,8 +221,8 @@ class Daemon:
         except BriefError as exc:
             # Content or database trouble: say so and wait for the next wake-up, as a
             # daemon must; a bug (anything else) still ends the process loudly.
-            if not keep_going:
-                raise
+            # Kept for `run --once`: from cron it is the run's failure (exit 1, path:line).
+            self.tick_error = exc
             log.error("event=tick_failed error=%s: %s", type(exc).__name__, exc)
             return []
 
