@@ -139,7 +139,10 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
+    from .providers import provider_factory
+
     settings = env.settings
+    provider_factory(settings)  # registered and importable, or exit 2 naming provider.name
     library = env.library()
     warnings: list[str] = []
     try:

@@ -32,6 +32,10 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
     library = env.library()
     issue = library.issue(issue_ref) if issue_ref else next_issue(library)
     out = out_dir or settings.state_dir / "render"
+    if out_dir is None:
+        from .private import private_dirs
+
+        private_dirs(settings.state_dir)  # the first to make .brief/ makes it private
     for path in write_rendered(
         issue, library, settings, out, warn=lambda w: click.echo(w, err=True)
     ):

@@ -55,6 +55,8 @@ def run(env: Env, once: bool) -> None:
         if outcomes is None:
             click.echo("another daemon holds the lock; it does what is due", err=True)
             return
+        if daemon.tick_error is not None:
+            raise daemon.tick_error
         failed = [o for o in outcomes if o.event in FAILED_EVENTS]
         if failed:
             raise BriefError(f"{len(failed)} action(s) failed: see the log lines above")

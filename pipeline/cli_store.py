@@ -209,13 +209,14 @@ def subscribers_list(
     rows = list_subscribers(env.engine(), list_name=list_name, status=status)
     fields = ["email", "name", "list", "status", "consent_source", "consent_at", "confirmed_at"]
     if as_csv:
+        from pipeline.store.importer import neutralise
+
         writer = csv.writer(_Echo(), lineterminator="\n")
         writer.writerow(fields)
         for r in rows:
-            writer.writerow(
-                [r.email, r.name or "", r.list_name, r.status, r.consent_source]
-                + [d.isoformat() if d else "" for d in (r.consent_at, r.confirmed_at)]
-            )
+            cells = [r.email, r.name or "", r.list_name, r.status, r.consent_source]
+            cells += [d.isoformat() if d else "" for d in (r.consent_at, r.confirmed_at)]
+            writer.writerow([neutralise(c) for c in cells])  # no formulas for spreadsheets
         return
     if as_json:
         # Streamed element by element so a large list never sits in memory.

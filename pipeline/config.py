@@ -9,6 +9,7 @@ Every bad key is one ``ConfigError`` naming the key and what is allowed.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -65,6 +66,33 @@ PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
 
 _SMTP_TLS = ("starttls", "implicit", "none")
 _UNAPPROVED = ("skip", "send")
+
+# List names as the store accepts them (store.lists uses this same pattern): a slug.
+LIST_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+# A BCP 47 language tag (it goes into <html lang> and the feed).
+_LANGUAGE = re.compile(r"[A-Za-z]{2,8}(?:-[A-Za-z0-9]{1,8})*")
+# Control characters: a NUL is refused by the OS and PostgreSQL, a line break in a
+# name or address would split a mail header. Only the postal address may span lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_MULTILINE_KEYS = frozenset({"newsletter.postal_address"})
+# Numbers that fail later past a bound: (low, high), inclusive. Grace longer than the
+# cadence means nothing (and 1e308 hours overflows a timedelta); past ~1000 retries the
+# backoff overflows a float; timeouts must be a positive real for socket.settimeout; the
+# integer limits stay inside PostgreSQL's BIGINT.
+GRACE_HOURS = (0, 14 * 24)
+RATE_PER_SECOND = (0, 100_000)
+MAX_RETRIES = (0, 50)
+GUARD_WINDOW = (1, 10_000_000)
+PER_HOUR = (0, 1_000_000)
+MAX_BODY_BYTES = (1024, 100 * 1024 * 1024)
+# retries/retry_backoff: [provider.resend] on main (sleeps backoff * 2**attempt).
+_TABLE_BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65535),
+    "timeout": (0.001, 3600),
+    "retries": (0, 10),
+    "retry_backoff": (0, 60),
+}
 
 
 @dataclass(frozen=True)
@@ -232,28 +260,39 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
             "language",
         },
     )
-    from_address = r.get(nl, "newsletter.from_address", str)
-    if "@" not in from_address:
-        raise ConfigError(
-            "newsletter.from_address: must be an email address like brief@example.com"
-        )
+    from_address = _address("newsletter.from_address", r.get(nl, "newsletter.from_address", str))
     base_url = r.get(nl, "newsletter.base_url", str).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+", base_url):
-        raise ConfigError("newsletter.base_url: must be an absolute http(s) URL")
+    if not re.match(r"^https?://[^/\s]+\S*$", base_url):
+        raise ConfigError("newsletter.base_url: must be an absolute http(s) URL without spaces")
     editors = r.get(nl, "newsletter.editors", list, [])
-    if not all(isinstance(e, str) and "@" in e for e in editors):
+    if not all(isinstance(e, str) for e in editors):
         raise ConfigError("newsletter.editors: must be a list of email addresses")
+    for e in editors:
+        _address("newsletter.editors", e)
     name = r.get(nl, "newsletter.name", str)
+    default_list = r.get(nl, "newsletter.default_list", str, "main")
+    if not LIST_NAME.fullmatch(default_list):
+        raise ConfigError(
+            f"newsletter.default_list: {default_list!r} is not a list name: use 1 to 64 "
+            "lower-case letters, digits, '-' and '_'"
+        )
+    language = r.get(nl, "newsletter.language", str, "en")
+    if not _LANGUAGE.fullmatch(language):
+        raise ConfigError(
+            f"newsletter.language: {language!r} is not a language tag like en or pt-BR"
+        )
     newsletter = Newsletter(
         name=name,
         from_address=from_address,
         from_name=r.get(nl, "newsletter.from_name", str, name),
-        reply_to=r.get(nl, "newsletter.reply_to", str, from_address),
+        reply_to=_address(
+            "newsletter.reply_to", r.get(nl, "newsletter.reply_to", str, from_address)
+        ),
         postal_address=r.get(nl, "newsletter.postal_address", str),
         base_url=base_url,
         editors=tuple(editors),
-        default_list=r.get(nl, "newsletter.default_list", str, "main"),
-        language=r.get(nl, "newsletter.language", str, "en"),
+        default_list=default_list,
+        language=language,
     )
 
     sc = r.section("schedule")
@@ -303,9 +342,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     unapproved = r.get(sc, "schedule.unapproved", str, "skip")
     if unapproved not in _UNAPPROVED:
         raise ConfigError(f"schedule.unapproved: must be one of {', '.join(_UNAPPROVED)}")
-    grace = float(r.get(sc, "schedule.catch_up_grace_hours", (int, float), 6))
-    if grace < 0:
-        raise ConfigError("schedule.catch_up_grace_hours: must be zero or more")
+    grace = r.number(sc, "schedule.catch_up_grace_hours", GRACE_HOURS, 6)
     schedule = Schedule(tz, anchor, send_time, ahead, unapproved, grace)
 
     db = r.section("database", required=False)
@@ -319,15 +356,11 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         {"name", "rate_per_second", "concurrency", "max_retries", "batch_size", *PROVIDER_TABLES},
     )
     provider_name = r.get(pv, "provider.name", str, "outbox")
-    rate = float(r.get(pv, "provider.rate_per_second", (int, float), 0))
-    if rate < 0:
-        raise ConfigError("provider.rate_per_second: must be zero (no limit) or more")
+    rate = r.number(pv, "provider.rate_per_second", RATE_PER_SECOND, 0)
     concurrency = r.get(pv, "provider.concurrency", int, 4)
     if not 1 <= concurrency <= 64:
         raise ConfigError("provider.concurrency: must be between 1 and 64")
-    max_retries = r.get(pv, "provider.max_retries", int, 5)
-    if max_retries < 0:
-        raise ConfigError("provider.max_retries: must be zero or more")
+    max_retries = int(r.number(pv, "provider.max_retries", MAX_RETRIES, 5, whole=True))
     batch_size = r.get(pv, "provider.batch_size", int, 100)
     if not 1 <= batch_size <= 10_000:
         raise ConfigError("provider.batch_size: must be between 1 and 10000")
@@ -336,6 +369,12 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         table = r.section(f"provider.{pname}", required=False, within=pv)
         r.only(f"provider.{pname}", set(schema), table)
         values = {k: r.get(table, f"provider.{pname}.{k}", t, d) for k, (t, d) in schema.items()}
+        for k, (low, high) in _TABLE_BOUNDS.items():
+            if k in values:
+                r.number(values, f"provider.{pname}.{k}", (low, high))
+        base = values.get("base_url")
+        if base and not re.match(r"^https?://[^/\s]+\S*$", base):
+            raise ConfigError(f"provider.{pname}.base_url: must be an absolute http(s) URL")
         tables[pname] = MappingProxyType(values)
     if tables["smtp"]["tls"] not in _SMTP_TLS:
         raise ConfigError(f"provider.smtp.tls: must be one of {', '.join(_SMTP_TLS)}")
@@ -348,9 +387,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     guard_ratio = float(r.get(sd, "send.guard_ratio", (int, float), 0.05))
     if not 0 < guard_ratio <= 1:
         raise ConfigError("send.guard_ratio: must be a fraction between 0 and 1, e.g. 0.05")
-    guard_window = r.get(sd, "send.guard_window", int, 500)
-    if guard_window < 1:
-        raise ConfigError("send.guard_window: must be 1 or more")
+    guard_window = int(r.number(sd, "send.guard_window", GUARD_WINDOW, 500, whole=True))
 
     wb = r.section("web", required=False)
     r.only(
@@ -368,6 +405,13 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
         max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
     )
+
+    for key, bounds in (
+        ("subscribe_per_address_per_hour", PER_HOUR),
+        ("subscribe_per_ip_per_hour", PER_HOUR),
+        ("max_body_bytes", MAX_BODY_BYTES),
+    ):
+        r.number({key: getattr(web, key)}, f"web.{key}", bounds, whole=True)
 
     return Settings(
         path=path,
@@ -390,6 +434,20 @@ def _resolve_sqlite(url: str, root: Path) -> str:
         if rest and rest != ":memory:" and not rest.startswith(":"):
             return prefix + str((root / rest).resolve())
     return url
+
+
+def _address(key: str, value: str) -> str:
+    """``value`` unchanged if it is an address a header can carry; else a ConfigError."""
+    from email_validator import EmailNotValidError, validate_email
+
+    try:
+        # The rules the store applies to subscribers, without DNS.
+        validate_email(
+            value, check_deliverability=False, allow_smtputf8=False, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        raise ConfigError(f"{key}: {value!r} is not an email address ({exc})") from None
+    return value
 
 
 _TYPE_NAMES = {
@@ -452,4 +510,27 @@ class _Reader:
         if not ok:
             wanted = " or ".join(_TYPE_NAMES.get(t, t.__name__) for t in types_t)
             raise ConfigError(f"{key}: must be {wanted}, got {value!r}")
+        if isinstance(value, str):
+            control = (_CONTROL_MULTILINE if key in _MULTILINE_KEYS else _CONTROL).search(value)
+            if control:
+                raise ConfigError(
+                    f"{key}: must not contain control characters (found U+{ord(control[0]):04X})"
+                )
         return value
+
+    def number(
+        self,
+        table: Mapping,
+        key: str,
+        bounds: tuple[float, float],
+        default: Any = ...,
+        whole: bool = False,
+    ) -> float:
+        """A finite number within ``bounds`` (inclusive); ``whole`` wants an integer."""
+        value = self.get(table, key, int if whole else (int, float), default)
+        low, high = bounds
+        # A TOML float may be nan or inf; an integer may be past any float (10**400).
+        finite = whole or math.isfinite(value)
+        if not (finite and low <= value <= high):
+            raise ConfigError(f"{key}: must be between {low:g} and {high:g}, got {value!r}")
+        return value if whole else float(value)

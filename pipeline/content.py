@@ -173,6 +173,72 @@ class _Doc:
     body_line: int  # file line number of the body's first line, minus one
 
 
+# Frontmatter is a flat mapping whose values are text or lists of text; anything nested
+# deeper than this is a mistake (or an attack on the recursive YAML composer).
+MAX_NESTING = 8
+# C0 controls except tab and newline (CR is newline here), DEL and the C1 controls: none
+# belongs in an editor's text, and NUL is refused outright by PostgreSQL.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Issue numbers go into the send ledger's integer columns (32-bit on PostgreSQL).
+MAX_ISSUE_NUMBER = 999_999
+MAX_PRIORITY = 1_000_000
+# Issue dates feed calendar arithmetic in the newsletter's zone; far from now it
+# overflows, and 0001-01-01 is the "no date" placeholder below.
+ISSUE_YEARS = (1970, 9998)
+
+
+def _control_problem(text: str) -> str | None:
+    found = _CONTROL.search(text)
+    return f"control character U+{ord(found[0]):04X} is not allowed" if found else None
+
+
+def _timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+    """YAML's timestamp, or the text itself when it names no real moment (2026-13-45).
+
+    The field's own check then says what is wrong with it, at its line, instead of
+    the constructor's ValueError escaping as an internal error.
+    """
+    try:
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)
+    except (ValueError, OverflowError, AttributeError):
+        return loader.construct_scalar(node)
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose constructors fail only with a YAMLError that carries the line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, AttributeError, OverflowError, LookupError) as exc:
+            # e.g. "!!int x": the constructor's own exception, not a YAML one.
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"cannot read {node.tag.rpartition(':')[2]} value: {exc}",
+                node.start_mark,
+            ) from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def _too_deep(fm: str) -> int | None:
+    """The line where nesting passes MAX_NESTING, found with the (iterative) parser
+    before the recursive composer could overflow the stack; None when shallow."""
+    depth = 0
+    for event in yaml.parse(fm, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING:
+                return event.start_mark.line + 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
 def _read(path: Path, shown: str, problems: list[Problem]) -> _Doc | None:
     def fail(line: int, message: str) -> None:
         problems.append(Problem(shown, line, message))
@@ -182,6 +248,10 @@ def _read(path: Path, shown: str, problems: list[Problem]) -> _Doc | None:
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[: exc.start].count(b"\n") + 1
         fail(line, "not valid UTF-8 text")
+        return None
+    found = _CONTROL.search(text)
+    if found:
+        fail(text[: found.start()].count("\n") + 1, _control_problem(found[0]) or "")
         return None
     if not text.startswith("---"):
         fail(1, "missing YAML frontmatter: the file must start with a line '---'")
@@ -193,8 +263,16 @@ def _read(path: Path, shown: str, problems: list[Problem]) -> _Doc | None:
         fail(1, "frontmatter is not closed: add a line '---' after it")
         return None
     try:
-        node = yaml.compose(fm, Loader=yaml.SafeLoader)
-        meta = yaml.safe_load(fm)
+        deep = _too_deep(fm)
+        if deep is not None:
+            fail(deep, f"value nested more than {MAX_NESTING} levels deep")
+            return None
+        loader = _Loader(fm)
+        try:
+            node = loader.get_single_node()
+            meta = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = mark.line + 1 if mark else 1
@@ -245,7 +323,13 @@ class _Fields:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             self.fail(key, f"field '{key}' must be text")
             return ""
-        return str(value).strip()
+        text = str(value).strip()
+        bad = _control_problem(text)
+        if bad:
+            # A YAML escape ("\0") gets past the check of the raw file.
+            self.fail(key, f"field '{key}': {bad}")
+            return ""
+        return text
 
     def day(self, key: str, required: bool = True) -> date | None:
         value = self.doc.meta.get(key)
@@ -256,14 +340,19 @@ class _Fields:
         if isinstance(value, str):
             try:
                 return date.fromisoformat(value.strip())
-            except ValueError:
-                pass
+            except ValueError as exc:
+                if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value.strip()):
+                    # Shaped like a date but not one: say why (month 13, 30 February).
+                    self.fail(key, f"field '{key}': {value.strip()!r} is not a real date ({exc})")
+                    return None
         elif isinstance(value, date) and not hasattr(value, "hour"):
             return value
         self.fail(key, f"field '{key}' must be a date like 2026-12-02, got {value!r}")
         return None
 
-    def integer(self, key: str, required: bool = False) -> int | None:
+    def integer(
+        self, key: str, required: bool = False, low: int = -MAX_PRIORITY, high: int = MAX_PRIORITY
+    ) -> int | None:
         value = self.doc.meta.get(key)
         if value is None:
             if required:
@@ -271,6 +360,9 @@ class _Fields:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(key, f"field '{key}' must be a whole number, got {value!r}")
+            return None
+        if not low <= value <= high:
+            self.fail(key, f"field '{key}' must be between {low} and {high}, got {value}")
             return None
         return value
 
@@ -285,6 +377,11 @@ class _Fields:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             self.fail(key, f"field '{key}' must be a list of text values")
             return ()
+        for v in value:
+            bad = _control_problem(v)
+            if bad:
+                self.fail(key, f"field '{key}': {bad}")
+                return ()
         return tuple(v.strip() for v in value)
 
     def slug(self) -> str:
@@ -516,8 +613,15 @@ def parse_issue(
         return None
     f = _Fields(doc, shown, problems)
     f.only(ISSUE_FIELDS)
-    number = f.integer("number", required=True) or 0
+    number = f.integer("number", required=True, low=1, high=MAX_ISSUE_NUMBER) or 0
     day = f.day("date")
+    if day is not None and not ISSUE_YEARS[0] <= day.year <= ISSUE_YEARS[1]:
+        f.fail(
+            "date",
+            f"field 'date': the year must be between {ISSUE_YEARS[0]} and "
+            f"{ISSUE_YEARS[1]}, got {day.isoformat()}",
+        )
+        day = None
     status = f.text("status") or "draft"
     if status not in STATUSES:
         f.fail("status", f"status {status!r} must be one of: {', '.join(STATUSES)}")
@@ -559,15 +663,44 @@ def _sorted_md(folder: Path) -> list[Path]:
 
 def load_content(settings: Settings) -> Library:
     """All of a newsletter's content, with issue dates checked against its calendar."""
+    return load_library(settings.root, _slot_check(settings))
+
+
+def read_content(settings: Settings) -> Loaded:
+    """The valid part of a newsletter's content and every problem (for the public side)."""
+    return read_library(settings.root, _slot_check(settings))
+
+
+def _slot_check(settings: Settings) -> Callable[[date], bool]:
     from .calendar import is_slot_date
 
-    return load_library(settings.root, partial(is_slot_date, settings.schedule))
+    return partial(is_slot_date, settings.schedule)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What ``read_library`` found: a Library of the files without problems, and the problems."""
+
+    library: Library
+    problems: tuple[Problem, ...]
 
 
 def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> Library:
     """Load and validate all content under ``root``; raise ContentError with every problem.
 
     ``is_slot`` tells whether a date is on the cadence (from the calendar).
+    """
+    loaded = read_library(root, is_slot)
+    if loaded.problems:
+        raise ContentError(loaded.problems)
+    return loaded.library
+
+
+def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> Loaded:
+    """Load all content under ``root`` without raising: every problem, and a Library of
+    only the files that have none (issues also need every entry they carry to be valid).
+
+    The public archive is built from this, so one broken draft leaves the rest up.
     """
     problems: list[Problem] = []
     glossary: dict[str, GlossaryEntry] = {}
@@ -642,7 +775,19 @@ def load_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                     )
                 used.setdefault(key, shown)
         issues.append(issue)
-    if problems:
-        raise ContentError(problems)
     issues.sort(key=lambda i: i.number)
-    return Library(root, glossary, museum, tuple(issues))
+    broken = {p.path for p in problems}
+
+    def ok(item: GlossaryEntry | MuseumStory | Issue) -> bool:
+        return _shown(item.path, root) not in broken
+
+    good_glossary = {slug: e for slug, e in glossary.items() if ok(e)}
+    good_museum = {slug: s for slug, s in museum.items() if ok(s)}
+    good_issues = tuple(
+        i
+        for i in issues
+        if ok(i)
+        and all(s in good_glossary for s in i.glossary)
+        and all(s in good_museum for s in i.museum)
+    )
+    return Loaded(Library(root, good_glossary, good_museum, good_issues), tuple(problems))

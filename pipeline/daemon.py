@@ -128,6 +128,8 @@ class Daemon:
         self._wake = threading.Event()
         self._lost = threading.Event()
         self._standing_by = False
+        # The BriefError that failed the last tick, if any (`run --once` exits 1 with it).
+        self.tick_error: BriefError | None = None
 
     def request_stop(self) -> None:
         """Finish the batch in flight, record it, and exit (the SIGTERM/SIGINT handler)."""
@@ -206,6 +208,7 @@ class Daemon:
         self._wake.set()
 
     def _tick(self) -> list[Outcome]:
+        self.tick_error = None
         try:
             return tick(
                 self.engine,
@@ -218,6 +221,8 @@ class Daemon:
         except BriefError as exc:
             # Content or database trouble: say so and wait for the next wake-up, as a
             # daemon must; a bug (anything else) still ends the process loudly.
+            # Kept for `run --once`: from cron it is the run's failure (exit 1, path:line).
+            self.tick_error = exc
             log.error("event=tick_failed error=%s: %s", type(exc).__name__, exc)
             return []
 

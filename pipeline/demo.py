@@ -20,6 +20,7 @@ from .assemble import assemble, mark_status
 from .config import Settings, load_settings
 from .content import Issue, load_content
 from .errors import BriefError
+from .private import private_dirs
 
 COPIED = ("glossary", "museum", "issues", "templates")
 
@@ -40,7 +41,7 @@ def prepare(settings: Settings, env: dict[str, str]) -> Settings:
     root = settings.state_dir / "demo"
     if root.exists():
         shutil.rmtree(root)
-    root.mkdir(parents=True)
+    private_dirs(root)  # .brief/ holds personal data; the demo may be first to make it
     for name in COPIED:
         if (settings.root / name).is_dir():
             shutil.copytree(settings.root / name, root / name)

@@ -6,6 +6,7 @@ The built-ins register there exactly as a third party's package would, so
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
 from ..config import Settings
@@ -29,16 +30,24 @@ def available() -> dict[str, str]:
 
 def load_provider(settings: Settings, name: str | None = None) -> Provider:
     """Build the named provider (the configured one by default) from settings."""
+    return provider_factory(settings, name)(settings)
+
+
+def provider_factory(settings: Settings, name: str | None = None) -> Callable[[Settings], Provider]:
+    """The registered factory of the named provider (the configured one by default).
+
+    ``brief check`` calls this so an unknown or broken provider name is a settings
+    error up front, not a failure at the slot; it builds nothing (no secrets needed).
+    """
     name = name or settings.provider.name
     eps = _entry_points()
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none installed"
         raise ConfigError(f"provider.name: unknown provider {name!r} (installed: {known})")
     try:
-        factory = eps[name].load()
+        return eps[name].load()
     except (ImportError, AttributeError) as exc:
         raise ConfigError(
             f"provider.name: provider {name!r} is registered as {eps[name].value} "
             f"but cannot be loaded: {exc}"
         ) from None
-    return factory(settings)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..config import Settings
+from ..private import private_dirs
 from .base import OutgoingMessage, Result
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -35,7 +36,7 @@ class OutboxProvider:
         return self.root / f"{issue_number:03d}"
 
     def open(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.root)  # the messages carry addresses and personal links
 
     def push(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
         """Write each message as a file; a full disk fails the message transiently."""
@@ -43,7 +44,7 @@ class OutboxProvider:
         for msg in messages:
             folder = self.folder(msg.content.issue_number)
             if folder not in self._made:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_dirs(folder)
                 self._made.add(folder)
             path = folder / f"{_SAFE.sub('_', msg.key)}.eml"
             try:

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Connection, Engine
 
 from pipeline.errors import ImportRefused, StoreError
+from pipeline.private import open_private
 from pipeline.store.db import transaction, utcnow
 from pipeline.store.lists import list_for_write
 from pipeline.store.normalise import (
@@ -50,6 +51,9 @@ EXPORT_METADATA = (
 )
 EXPORT_HEADER = ("email", "name") + EXPORT_METADATA + (ATTRIBUTES_HEADER,)
 MAX_LISTED_INVALID = 1000
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP "CSV
+# Injection"; ASVS 1.2.10 adds NUL): exports put a single quote in front of it.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "\x00")
 STAGE_BATCH = 10_000
 UPDATE_BATCH = 5_000
 IMPORT_CACHE_KB = 65_536  # SQLite page cache while importing: 64 MiB
@@ -197,6 +201,7 @@ def _stage_rows(
                     f"found {len(row)}; nothing was imported"
                 )
             report.rows += 1
+            row = [restore(cell) for cell in row]  # undo an export's formula quoting
             try:
                 address, name, attrs = _parse_row(row, lay)
             except StoreError as exc:
@@ -416,9 +421,28 @@ def export_csv(engine: Engine, out: str | Path | IO[str], list_name: str | None 
     The file re-imports cleanly: metadata columns are ignored, ``attributes`` is JSON.
     """
     if isinstance(out, str | Path):
-        with open(out, "w", encoding="utf-8", newline="") as handle:
+        # Addresses and names: readable by the owner only (an existing file too).
+        with open_private(out, newline="") as handle:
             return _write_export(engine, handle, list_name)
     return _write_export(engine, out, list_name)
+
+
+def neutralise(value: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading single quote before a formula.
+
+    A value that already starts with quotes before a trigger (``'=x``) gets one more, so
+    ``restore`` can take exactly one off and every value survives export → import.
+    """
+    if value.lstrip("'").startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
+def restore(cell: str) -> str:
+    """The value ``neutralise`` was given (the inverse; an ordinary cell is unchanged)."""
+    if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_TRIGGERS):
+        return cell[1:]
+    return cell
 
 
 def _iso(value: Any) -> str:
@@ -430,20 +454,17 @@ def _write_export(engine: Engine, handle: IO[str], list_name: str | None) -> int
     writer.writerow(EXPORT_HEADER)
     n = 0
     for r in list_subscribers(engine, list_name=list_name):
-        writer.writerow(
-            (
-                r.email,
-                r.name or "",
-                r.list_name,
-                r.status,
-                r.consent_source,
-                _iso(r.consent_at),
-                _iso(r.confirmed_at),
-                _iso(r.unsubscribed_at),
-                json.dumps(r.attributes, sort_keys=True, ensure_ascii=False)
-                if r.attributes
-                else "",
-            )
+        cells = (
+            r.email,
+            r.name or "",
+            r.list_name,
+            r.status,
+            r.consent_source,
+            _iso(r.consent_at),
+            _iso(r.confirmed_at),
+            _iso(r.unsubscribed_at),
+            json.dumps(r.attributes, sort_keys=True, ensure_ascii=False) if r.attributes else "",
         )
+        writer.writerow([neutralise(c) for c in cells])
         n += 1
     return n

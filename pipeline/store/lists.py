@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from pipeline.config import LIST_NAME
 from pipeline.errors import NotFound, StoreError
 from pipeline.store.db import as_utc, reading, transaction, utcnow
 from pipeline.store.schema import lists as lists_table
 from pipeline.store.schema import memberships
 
 DEFAULT_LIST = "main"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_NAME = LIST_NAME  # one rule for settings and store
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class ListInfo:
 
 def check_list_name(name: str) -> str:
     """Lists are named like slugs (lower-case letters, digits, - and _), up to 64 chars."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    # fullmatch: "$" would let a trailing newline through.
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise StoreError(
             f"list name {name!r} is not allowed: use lower-case letters, digits, '-' and '_'"
         )

@@ -78,9 +78,18 @@ class _State:
 
 
 def _default_loader(settings: Settings) -> Callable[[], Library]:
-    from ..content import load_content
+    from ..content import read_content
 
-    return lambda: load_content(settings)
+    def load() -> Library:
+        # The valid part: one broken draft must not take the archive (or a welcome
+        # mail) down. _State calls this once per content change, so each problem is
+        # logged once, not per request.
+        loaded = read_content(settings)
+        for problem in loaded.problems:
+            log.error("content left out of the public pages: %s", problem)
+        return loaded.library
+
+    return load
 
 
 def create_app(
