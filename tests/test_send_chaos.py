@@ -16,6 +16,38 @@ def _prepared(send_env, faulty_smtp, recipients: int):
     return env, subscribe_many(env.engine, recipients)
 
 
+def test_chaos_report_names_each_broken_promise():
+    """The judgement alone, on made-up outcomes: an xfail must not hide a harness that
+    cannot see a duplicate, a false "sent", a row left behind, or a bound broken."""
+    from collections import Counter
+
+    from tests.chaos import ChaosReport, Run
+
+    def run(stopped_by: str, unknown: int) -> Run:
+        return Run(stopped_by, 0, 0, unknown, 0.0, "")
+
+    audience = ("a@x.org", "b@x.org", "c@x.org", "d@x.org")
+    good = ChaosReport(
+        audience,
+        Counter({"a@x.org": 1, "b@x.org": 1, "c@x.org": 1}),
+        {"a@x.org": "sent", "b@x.org": "unknown", "c@x.org": "sent", "d@x.org": "unknown"},
+        {"sent": 2, "unknown": 2},
+        (run("SIGKILL", 0), run("SIGKILL", 1), run("", 2)),
+    )
+    assert good.unknown_added() == [1, 1] and good.problems(1) == []
+    bad = ChaosReport(
+        audience,
+        Counter({"a@x.org": 2, "b@x.org": 1}),
+        {"a@x.org": "sent", "b@x.org": "sent", "c@x.org": "sent", "d@x.org": "pending"},
+        {"sent": 3, "pending": 1},
+        (run("SIGTERM", 0), run("", 3)),
+    )
+    found = bad.problems(2)
+    assert len(found) == 4, found
+    assert "1 received twice" in found[0] and "c@x.org" in found[1]
+    assert "{'pending': 1}" in found[2] and "[3] exceed 2" in found[3]
+
+
 def test_chaos_harness_without_interruptions_sees_everyone_received_once(send_env, faulty_smtp):
     """The harness itself, on a send nobody interrupts: if this fails, the chaos
     test below fails for the harness's sake, not the send loop's."""

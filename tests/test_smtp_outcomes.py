@@ -88,6 +88,21 @@ def test_sender_refused_at_mail_from_mid_push_is_a_sender_problem_for_the_rest(
     assert faulty_smtp.count() == 4
 
 
+def test_no_service_greeting_on_reconnect_mid_push_is_a_sender_problem_for_the_rest(
+    project, faulty_smtp
+):
+    """RFC 5321 §3.1: a 554 greeting means "no SMTP service here" for this client:
+    not an outage that passes, so the send pauses (SENDER), recipients untouched."""
+    from pipeline.providers.base import Fate
+
+    faulty_smtp.after_messages(3, refuse_for=3.0, reply="554 5.7.1 client host blocked")
+    provider, factory = _provider(project, faulty_smtp)
+    results = provider.push(_messages(factory, _addresses(5)))
+    provider.close()
+    assert [r.fate for r in results] == [Fate.SENT] * 3 + [Fate.SENDER] * 2
+    assert results[3].code == "554 5.7.1" and results[3].reason == "client host blocked"
+
+
 def test_sender_refused_for_the_whole_batch_raises_provider_error(project, faulty_smtp):
     """Nothing answered yet: the contract's other form, one error for the whole batch."""
     from pipeline.errors import ProviderError, ProviderUnavailable

@@ -275,6 +275,9 @@ class SmtpProvider:
                 f"cannot connect: {exc}",
                 f"smtp: cannot connect to {where}: {exc}",
             )
+        if isinstance(exc, smtplib.SMTPException):
+            # e.g. "No suitable authentication method found": a setup that retrying won't fix
+            return _Refusal(Fate.SENDER, "smtp", str(exc), f"smtp: {where}: {exc}")
         raise exc
 
     def _drop(self) -> None:
@@ -288,9 +291,11 @@ class SmtpProvider:
     def _alive(self, conn: smtplib.SMTP) -> bool:
         """Whether an idle connection still answers (a NOOP costs one round trip)."""
         try:
-            return conn.noop()[0] == 250
+            alive = conn.noop()[0] == 250
         except _DROPPED:
             return False
+        self._used_at = time.monotonic()
+        return alive
 
     def close(self) -> None:
         """Say QUIT when the connection is still up; safe to call twice."""
