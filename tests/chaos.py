@@ -129,7 +129,6 @@ def run_chaos(
     total = len(audience)
     marks = sorted(rng.sample(range(total // 10, total * 9 // 10), len(signals)))
     env = {**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")}
-    env.pop("BRIEF_NO_SKIPS", None)
     runs: list[Run] = []
     deadline = time.monotonic() + timeout
     plan = list(zip(signals, marks, strict=True)) + [(None, None)]
