@@ -35,6 +35,7 @@ PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
         "tls": (str, "starttls"),
         "username": (str, ""),
         "timeout": ((int, float), 30),
+        "idle_limit": ((int, float), 10),
         "local_hostname": (str, ""),
         "ca_file": (str, ""),
     },

@@ -84,7 +84,7 @@ def test_status_groups_failures_by_reason(project, brief, smtp_sink):
     assert brief("send", "1", "--yes").code == 0
     out = brief("status", "1")
     assert "sent 29" in out.out and "failed 1" in out.out
-    assert "1 × " in out.out and "5.1.1 no such user (permanent)" in out.out
+    assert "1 × 550 5.1.1 no such user (permanent)" in out.out
     assert "reader3@example.com" in out.out
 
 

@@ -1,33 +1,140 @@
 """SMTP through smtplib: one persistent connection per worker, reconnecting on a drop.
 
 Each message is its own MAIL/RCPT/DATA transaction so a refusal is tied to one
-recipient: 4xx is transient, 5xx permanent (a "no such mailbox" 5xx also asks for
-a suppression). A connection lost before the end of DATA means the server cannot
-have the message (safe to retry); lost while waiting for the final answer, the
-server may have it, and the result says "unknown" so nobody is mailed twice.
+recipient. Every server answer is judged as a class (``Stage`` × ``Reply``, see
+``judge``): 4xx is transient, 5xx permanent (a "no such mailbox" 5xx also asks
+for a suppression), a refusal of the sender or the account pauses the send.
+
+A connection lost before the body was written means the server cannot have the
+message (safe to retry); lost once the final dot was written, the server may have
+it, and the result is ``UNKNOWN`` so nobody is mailed twice. ``push`` never
+raises part-way through a batch: what was accepted stays ``SENT``, what could not
+be handed over is ``NOT_TAKEN`` (unreachable) or ``SENDER`` (refused sender).
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
 import smtplib
 import socket
 import ssl
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Settings
 from ..errors import ConfigError, ProviderError, ProviderUnavailable
-from . import UNKNOWN_PREFIX
-from .base import OutgoingMessage, Result
+from .base import Fate, OutgoingMessage, Result, scrub
 
 _NO_MAILBOX = re.compile(
     r"\b5\.1\.(1|10|2|6)\b|no such (user|mailbox|recipient)|user unknown|unknown user|"
     r"does not exist|mailbox (not found|unavailable)|recipient (address )?rejected",
     re.I,
 )
+# An account that may not send through this server: every recipient would get the same.
+_RELAY_DENIED = re.compile(
+    r"relay(ing)? (access )?(denied|not permitted)|not allowed to relay", re.I
+)
+# 530 authentication required, 535 credentials invalid, 538 encryption required (RFC 4954)
+_SENDER_CODES = frozenset({530, 535, 538})
+_ENHANCED = re.compile(r"^([245]\.\d{1,3}\.\d{1,3})(?:\s+|$)")
 _DROPPED = (smtplib.SMTPServerDisconnected, ConnectionError, socket.timeout, ssl.SSLError, OSError)
+
+
+class Stage(enum.Enum):
+    """The step of one SMTP transaction a reply answers."""
+
+    MAIL = "MAIL FROM"
+    RCPT = "RCPT TO"
+    DATA = "DATA"
+    END = "end of DATA"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One server reply: the code, the RFC 3463 enhanced status, and the text after them."""
+
+    number: int
+    enhanced: str  # "5.1.1", or "" when the server gives none
+    text: str
+
+    @classmethod
+    def parse(cls, number: int, resp: bytes | str) -> Reply:
+        """Split smtplib's reply; the enhanced code repeated on each line is said once."""
+        raw = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
+        lines = [" ".join(line.split()) for line in raw.splitlines()] or [""]
+        found = _ENHANCED.match(lines[0])
+        enhanced = found.group(1) if found else ""
+        if enhanced:
+            lines = [
+                line[len(enhanced) :].lstrip() if line.startswith(enhanced) else line
+                for line in lines
+            ]
+        return cls(number, enhanced, " ".join(p for p in lines if p)[:300])
+
+    @property
+    def code(self) -> str:
+        """The machine part of the cause, e.g. "550 5.1.1"."""
+        return f"{self.number} {self.enhanced}".strip()
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.text}".strip()
+
+
+def judge(stage: Stage, reply: Reply, key: str, address: str) -> Result:
+    """The fate of the message for ``address`` refused with ``reply`` at ``stage``.
+
+    Refusals of the sender or the account (5xx at MAIL FROM, authentication
+    required, relaying denied) are SENDER: the same for every recipient, so the
+    send pauses instead of writing recipients off. A 4xx at MAIL FROM is the
+    server not taking mail at all for now: NOT_TAKEN, no try counted against the
+    recipient. Otherwise 4xx is TRANSIENT and 5xx PERMANENT.
+    """
+    reason = scrub(reply.text, address)
+    permanent = reply.number >= 500
+    if reply.number in _SENDER_CODES or (permanent and stage is Stage.MAIL):
+        return Result.sender_problem(key, reason, reply.code)
+    if permanent and _RELAY_DENIED.search(reply.text):
+        return Result.sender_problem(key, reason, reply.code)
+    if not permanent and stage is Stage.MAIL:
+        return Result.not_taken(key, reason, reply.code)
+    if not permanent:
+        return Result.temporary(key, reason, reply.code)
+    suppress = (
+        stage is Stage.RCPT
+        and reply.number in (550, 551, 553)
+        and bool(_NO_MAILBOX.search(f"{reply.enhanced} {reply.text}"))
+    )
+    return Result.permanent(key, reason, reply.code, suppress=suppress)
+
+
+def _lost(exc: BaseException) -> str:
+    """The class of a lost connection: smtplib reports its read timeout as a disconnect."""
+    if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+        return "timeout"
+    return "disconnected"
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """No message can go now (no connection, or the sender is refused): the same
+    answer for every message still to go in the batch."""
+
+    fate: Fate  # NOT_TAKEN or SENDER
+    code: str
+    reason: str  # short, without any recipient's address
+    message: str  # the whole story, for the error raised when nothing was answered yet
+
+    def result(self, key: str) -> Result:
+        return Result(key, self.fate, code=self.code, reason=self.reason)
+
+    def error(self) -> ProviderError:
+        if self.fate is Fate.NOT_TAKEN:
+            return ProviderUnavailable(self.message)
+        return ProviderError(self.message)
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,11 +162,6 @@ def _tls_context(ca_file: str, root: Path) -> ssl.SSLContext:
         ) from None
 
 
-def _text(resp: bytes | str) -> str:
-    text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)
-    return " ".join(text.split())[:300]
-
-
 class SmtpProvider:
     """Sends each message over SMTP; settings in ``[provider.smtp]``."""
 
@@ -76,6 +178,9 @@ class SmtpProvider:
         self.tls = str(t.get("tls", "starttls"))
         self.username = str(t.get("username", ""))
         self.timeout = float(t.get("timeout", 30))
+        # Servers close connections idle for a while (Postfix: smtpd_timeout, 300 s; many
+        # relays far less); past this many seconds a NOOP checks one before it is reused.
+        self.idle_limit = float(t.get("idle_limit", 10))
         self.local_hostname = str(t.get("local_hostname", "")) or None
         self.password = settings.secret("BRIEF_SMTP_PASSWORD")
         self.ssl_context = _tls_context(str(t.get("ca_file", "")), settings.root)
@@ -90,21 +195,28 @@ class SmtpProvider:
                 "provider.smtp.username: is set but BRIEF_SMTP_PASSWORD is not in the environment"
             )
         self._conn: smtplib.SMTP | None = None
+        self._used_at = 0.0
         self.connects = 0
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
 
     # -- connection --------------------------------------------------------
 
     def open(self) -> None:
         """Connect now, so a wrong host or password shows before the first message."""
-        self._connection()
+        conn = self._connection()
+        if isinstance(conn, _Refusal):
+            raise conn.error()
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> smtplib.SMTP | _Refusal:
         if self._conn is not None:
             return self._conn
-        where = f"{self.host}:{self.port}"
+        conn: smtplib.SMTP | None = None
         try:
             if self.tls == "implicit":
-                conn: smtplib.SMTP = smtplib.SMTP_SSL(
+                conn = smtplib.SMTP_SSL(
                     self.host,
                     self.port,
                     local_hostname=self.local_hostname,
@@ -121,33 +233,54 @@ class SmtpProvider:
                 conn.ehlo()
             if self.username:
                 conn.login(self.username, self.password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ProviderError(
-                f"smtp: {where} refused the login for {self.username!r}: {exc.smtp_code} "
-                f"{_text(exc.smtp_error)} (check provider.smtp.username and BRIEF_SMTP_PASSWORD)"
-            ) from None
-        except ssl.SSLCertVerificationError as exc:
-            # Not an outage: retrying will not make the certificate right.
-            raise ProviderError(
-                f"smtp: {where} presented a certificate that is not trusted: "
-                f"{exc.verify_message or exc.reason} (check provider.smtp.host, or "
-                "provider.smtp.ca_file for a private CA)"
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            raise ProviderError(f"smtp: {where}: {exc}") from None
-        except smtplib.SMTPResponseException as exc:
-            if 400 <= exc.smtp_code < 500:
-                raise ProviderUnavailable(
-                    f"smtp: {where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
-                ) from None
-            raise ProviderError(
-                f"smtp: {where} answered {exc.smtp_code} {_text(exc.smtp_error)}"
-            ) from None
-        except _DROPPED as exc:
-            raise ProviderUnavailable(f"smtp: cannot connect to {where}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a _Refusal below
+            if conn is not None:
+                conn.close()
+            return self._refusal(exc)
         self._conn = conn
+        self._used_at = time.monotonic()
         self.connects += 1
         return conn
+
+    def _refusal(self, exc: Exception) -> _Refusal:
+        """Why connecting failed, as the fate of the messages that were to go."""
+        where = self._where
+        if isinstance(exc, smtplib.SMTPAuthenticationError):
+            reply = Reply.parse(exc.smtp_code, exc.smtp_error)
+            return _Refusal(
+                Fate.SENDER,
+                reply.code,
+                f"login refused: {reply.text}",
+                f"smtp: {where} refused the login for {self.username!r}: {reply} "
+                "(check provider.smtp.username and BRIEF_SMTP_PASSWORD)",
+            )
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            # Not an outage: retrying will not make the certificate right.
+            why = exc.verify_message or exc.reason
+            return _Refusal(
+                Fate.SENDER,
+                "tls",
+                f"certificate not trusted: {why}",
+                f"smtp: {where} presented a certificate that is not trusted: {why} (check "
+                "provider.smtp.host, or provider.smtp.ca_file for a private CA)",
+            )
+        if isinstance(exc, smtplib.SMTPNotSupportedError):
+            return _Refusal(Fate.SENDER, "unsupported", str(exc), f"smtp: {where}: {exc}")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            reply = Reply.parse(exc.smtp_code, exc.smtp_error)
+            fate = Fate.NOT_TAKEN if reply.number < 500 else Fate.SENDER
+            return _Refusal(fate, reply.code, reply.text, f"smtp: {where} answered {reply}")
+        if isinstance(exc, _DROPPED):
+            return _Refusal(
+                Fate.NOT_TAKEN,
+                _lost(exc),
+                f"cannot connect: {exc}",
+                f"smtp: cannot connect to {where}: {exc}",
+            )
+        if isinstance(exc, smtplib.SMTPException):
+            # e.g. "No suitable authentication method found": a setup that retrying won't fix
+            return _Refusal(Fate.SENDER, "smtp", str(exc), f"smtp: {where}: {exc}")
+        raise exc
 
     def _drop(self) -> None:
         conn, self._conn = self._conn, None
@@ -156,6 +289,15 @@ class SmtpProvider:
                 conn.close()
             except OSError:
                 pass
+
+    def _alive(self, conn: smtplib.SMTP) -> bool:
+        """Whether an idle connection still answers (a NOOP costs one round trip)."""
+        try:
+            alive = conn.noop()[0] == 250
+        except _DROPPED:
+            return False
+        self._used_at = time.monotonic()
+        return alive
 
     def close(self) -> None:
         """Say QUIT when the connection is still up; safe to call twice."""
@@ -173,47 +315,69 @@ class SmtpProvider:
     # -- sending -----------------------------------------------------------
 
     def push(self, messages: Sequence[OutgoingMessage]) -> list[Result]:
-        """One SMTP transaction per message, on the worker's connection."""
-        return [self._send(msg) for msg in messages]
+        """One SMTP transaction per message, on the worker's connection.
 
-    def _refused(self, msg: OutgoingMessage, stage: str, code: int, resp: bytes) -> Result:
-        text = _text(resp)
-        reason = f"smtp {code} at {stage}: {text}"
-        if code == 421:
-            self._drop()  # the server is closing this connection
-        if 400 <= code < 500:
-            return Result.failed(msg.key, reason, transient=True)
-        suppress = stage == "RCPT" and code in (550, 551, 553) and bool(_NO_MAILBOX.search(text))
-        return Result.failed(msg.key, reason, transient=False, suppress=suppress)
+        Partial outcomes are kept: once a message has its answer, a failure further
+        on makes the rest ``NOT_TAKEN`` or ``SENDER`` instead of raising. Only when no
+        message has been answered yet does the failure raise (ProviderUnavailable or
+        ProviderError), which the contract reads as the same fate for the whole batch.
+        """
+        results: list[Result] = []
+        for i, msg in enumerate(messages):
+            outcome = self._send(msg)
+            if isinstance(outcome, Result):
+                results.append(outcome)
+                continue
+            if not results:
+                raise outcome.error()
+            return results + [outcome.result(m.key) for m in messages[i:]]
+        return results
 
-    def _reset(self, conn: smtplib.SMTP) -> None:
-        try:
-            conn.rset()
-        except _DROPPED:
+    def _send(self, msg: OutgoingMessage) -> Result | _Refusal:
+        reused = self._conn is not None
+        if (
+            self._conn is not None
+            and time.monotonic() - self._used_at > self.idle_limit
+            and not self._alive(self._conn)
+        ):
             self._drop()
+            reused = False
+        conn = self._connection()
+        if isinstance(conn, _Refusal):
+            return conn
+        outcome, stale = self._transaction(conn, msg)
+        if stale and reused:
+            # The connection was dead before this transaction began (closed while idle,
+            # sooner than idle_limit): nothing was handed over, so once more on a new one,
+            # and the answer recorded is the server's, not "connection lost".
+            conn = self._connection()
+            if isinstance(conn, _Refusal):
+                return conn
+            outcome, _ = self._transaction(conn, msg)
+        return outcome
 
-    def _send(self, msg: OutgoingMessage) -> Result:
-        conn = self._connection()  # ProviderUnavailable / ProviderError propagate
-        # Before the body's final dot, the server cannot have accepted the message.
+    def _transaction(
+        self, conn: smtplib.SMTP, msg: OutgoingMessage
+    ) -> tuple[Result | _Refusal, bool]:
+        """One MAIL/RCPT/DATA; also whether it failed at its first command on a
+        connection that was already gone (dropped, or a 421 waiting in the socket)."""
         try:
             code, resp = conn.mail(self.envelope_from)
-            if code != 250:
-                self._reset(conn)
-                if code >= 500:
-                    raise ProviderError(
-                        f"smtp: the server refuses the sender {self.envelope_from}: "
-                        f"{code} {_text(resp)}"
-                    )
-                return self._refused(msg, "MAIL", code, resp)
+        except _DROPPED as exc:
+            self._drop()
+            return self._lost_before(msg, exc), True
+        if code != 250:
+            reply = Reply.parse(code, resp)
+            return self._refused(conn, msg, Stage.MAIL, reply), reply.number == 421
+        # Until the final dot is written the server cannot have accepted the message.
+        try:
             code, resp = conn.rcpt(msg.to_address)
             if code not in (250, 251):
-                self._reset(conn)
-                return self._refused(msg, "RCPT", code, resp)
+                return self._refused(conn, msg, Stage.RCPT, Reply.parse(code, resp)), False
             conn.putcmd("data")
             code, resp = conn.getreply()
             if code != 354:
-                self._reset(conn)
-                return self._refused(msg, "DATA", code, resp)
+                return self._refused(conn, msg, Stage.DATA, Reply.parse(code, resp)), False
             body = msg.raw
             if body.startswith(b".") or b"\n." in body:
                 body = re.sub(rb"(?m)^\.", b"..", body)
@@ -222,23 +386,61 @@ class SmtpProvider:
             conn.send(body + b".\r\n")
         except _DROPPED as exc:
             self._drop()
-            return Result.failed(
-                msg.key,
-                f"smtp: connection lost before the message was sent ({exc})",
-                transient=True,
-            )
+            return self._lost_before(msg, exc), False
         try:
             code, resp = conn.getreply()
         except _DROPPED as exc:
+            # Written in full: whether the server read the dot cannot be known from
+            # here (a server dropping mid-DATA looks the same once the body is in the
+            # socket buffers), so the honest answer is "unknown", never "retry".
             self._drop()
-            return Result.failed(
-                msg.key,
-                f"{UNKNOWN_PREFIX}smtp connection lost after the message was sent ({exc})",
-                transient=False,
+            return (
+                Result.unknown(
+                    msg.key,
+                    "connection lost after the message was sent, before the server's answer",
+                    _lost(exc),
+                ),
+                False,
             )
+        self._used_at = time.monotonic()
         if code != 250:
-            return self._refused(msg, "end of DATA", code, resp)
-        queued = re.search(r"queued as (\S+)", _text(resp), re.I)
-        return Result.accepted(
+            return self._refused(conn, msg, Stage.END, Reply.parse(code, resp)), False
+        queued = re.search(r"queued as (\S+)", Reply.parse(code, resp).text, re.I)
+        return Result.sent(
             msg.key, queued.group(1) if queued else msg.headers.get("Message-ID")
+        ), False
+
+    def _lost_before(self, msg: OutgoingMessage, exc: BaseException) -> Result:
+        return Result.temporary(
+            msg.key, f"connection lost before the message was sent ({exc})", _lost(exc)
+        )
+
+    def _refused(
+        self, conn: smtplib.SMTP, msg: OutgoingMessage, stage: Stage, reply: Reply
+    ) -> Result | _Refusal:
+        if reply.number == 421:
+            self._drop()  # the server is closing this connection
+        else:
+            try:
+                conn.rset()
+                self._used_at = time.monotonic()
+            except _DROPPED:
+                self._drop()
+        result = judge(stage, reply, msg.key, msg.to_address)
+        if result.fate is Fate.NOT_TAKEN:
+            # Not taking mail at all for now: the rest of the batch would get the same.
+            return _Refusal(
+                Fate.NOT_TAKEN,
+                result.code,
+                result.reason,
+                f"smtp: {self._where} answered {reply} to {stage.value}",
+            )
+        if result.fate is not Fate.SENDER:
+            return result
+        what = "the sender" if stage is Stage.MAIL else "to relay for"
+        return _Refusal(
+            Fate.SENDER,
+            result.code,
+            result.reason,
+            f"smtp: {self._where} refuses {what} {self.envelope_from}: {result.label}",
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from ..providers.base import Fate, Result, scrub
 from ..store.ledger import DeliveryState, Outcome
@@ -72,14 +72,18 @@ class Judge:
         self.max_retries = max_retries
         self.retry_base = retry_base
         self.outage = 0.0  # seconds to wait before trying an unreachable provider again
+        self.outage_until = datetime.min.replace(tzinfo=UTC)
 
     def judge(self, answers: list[tuple[int, int, str, Result]], now: datetime) -> Verdict:
         """``answers``: (delivery id, attempts so far, address, result) per message."""
         fates = {r.fate for *_, r in answers}
         if Fate.SENT in fates:
             self.outage = 0.0
-        if Fate.NOT_TAKEN in fates:
+        if Fate.NOT_TAKEN in fates and now >= self.outage_until:
+            # Still unreachable after the last wait: wait longer. Failures that arrive
+            # within the wait (other connections, the rest of a chunk) wait with it.
             self.outage = min(OUTAGE_CAP, max(self.retry_base / 6, self.outage * 2))
+            self.outage_until = now + timedelta(seconds=self.outage)
         v = Verdict()
         for row_id, attempts, address, result in answers:
             self._one(v, row_id, attempts, address, result, now)
@@ -131,7 +135,7 @@ class Judge:
             )
             v.sender_problem = v.sender_problem or " ".join(p for p in (code, reason) if p)
         else:  # NOT_TAKEN: unreachable; try again after the outage backoff, no try counted
-            later = now + timedelta(seconds=self.outage)
+            later = max(now, self.outage_until)
             v.outcomes.append(
                 Outcome(
                     row_id,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ProviderError, ProviderUnavailable, SendError
 from ..message import MessageFactory
-from ..providers.base import OutgoingMessage, Provider, Result
+from ..providers.base import Fate, OutgoingMessage, Provider, Result
 from ..ratelimit import RateLimiter
 from ..store.audience import Recipient
 from ..store.ledger import Claimed
@@ -125,6 +125,22 @@ class Worker(threading.Thread):
             answered.extend(
                 Answer(c, r, res) for (c, r, _), res in zip(built, results, strict=True)
             )
+            down = next((res for res in results if res.fate is Fate.NOT_TAKEN), None)
+            if down is not None:
+                # Unreachable: the rest of the chunk waits out the outage with it instead
+                # of trying the provider once per message.
+                answered.extend(
+                    Answer(
+                        c,
+                        r,
+                        Result.not_taken(
+                            delivery_key(self.issue_number, c.subscriber_id), down.reason, down.code
+                        ),
+                    )
+                    for c, r in rows[i:]
+                )
+                self.desk.put(Step(answered, done=True))
+                return
             if fatal is not None:
                 self.desk.put(
                     Step(answered, returned=[c for c, _ in rows[i:]], done=True, fatal=fatal)
