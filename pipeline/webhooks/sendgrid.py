@@ -64,7 +64,7 @@ def verify(
     out: list[Event] = []
     for item in data:
         if not isinstance(item, dict):
-            raise BadPayload("an event is not an object")
+            continue  # one malformed event never costs the others in the batch
         name, email, ident = item.get("event"), item.get("email"), item.get("sg_event_id")
         if name == "bounce":
             # "blocked" is SendGrid's temporary refusal; "bounce" is the mailbox saying no.
@@ -77,6 +77,6 @@ def verify(
         else:
             continue
         if not isinstance(email, str) or not ident:
-            raise BadPayload("an event lacks email or sg_event_id")
+            continue  # unusable alone; the rest of the batch still counts
         out.append(Event(NAME, str(ident), kind, email, detail))
     return out
