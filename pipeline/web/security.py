@@ -9,11 +9,12 @@ one-click unsubscribes come from mail providers without an Origin and pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -62,6 +63,50 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class CatchAll:
+    """ASGI middleware turning any unexpected exception into ``render()``'s 500 page.
+
+    It sits inside ``SecurityHeaders`` so that page carries them too, and logs one line
+    (the exception's type) instead of a traceback: nothing a client sends may fill the
+    log with stack traces, and the message itself could echo what the client sent.
+    """
+
+    def __init__(self, app: ASGIApp, render: Callable[[], Response], log: logging.Logger):
+        self.app = app
+        self.render = render
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:  # noqa: BLE001 - the whole point: nothing escapes as a 500 trace
+            self.log.error(
+                "internal error: %s on %s %s",
+                type(exc).__name__,
+                scope.get("method", ""),
+                _route_of(scope.get("path", "")),
+            )
+            if not started:
+                await self.render()(scope, receive, send)
+
+
+def _route_of(path: str) -> str:
+    """The path without its token: ``/confirm/…`` (tokens are never logged)."""
+    head, _, rest = path.lstrip("/").partition("/")
+    return f"/{head}/…" if rest and head in ("confirm", "unsubscribe", "preferences") else path
 
 
 class _TooLarge(Exception):
