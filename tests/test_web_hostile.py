@@ -275,3 +275,19 @@ def test_serve_drains_the_queue_in_the_background(live_public):
         time.sleep(0.05)
     [mail] = outbox_messages(settings, deliver=False)
     assert mail["To"].addresses[0].addr_spec == ANN
+
+
+def test_brief_run_sends_what_the_public_app_queued(settings, brief):
+    from pipeline.notices import enqueue_subscribe
+    from pipeline.store import open_store
+
+    engine = open_store(settings.database.url)
+    try:
+        enqueue_subscribe(engine, ANN, "Ann", "main", "web:subscribe")
+    finally:
+        engine.dispose()
+    outcome = brief("run", "--once")
+    assert outcome.code == 0, outcome.err
+    [mail] = outbox_messages(settings, deliver=False)
+    assert mail["To"].addresses[0].addr_spec == ANN
+    assert "Confirm your subscription" in mail["Subject"]
