@@ -291,3 +291,28 @@ def test_brief_run_sends_what_the_public_app_queued(settings, brief):
     [mail] = outbox_messages(settings, deliver=False)
     assert mail["To"].addresses[0].addr_spec == ANN
     assert "Confirm your subscription" in mail["Subject"]
+
+
+# -- item 5: uvicorn's own 400 (before the app) carries the security headers too ----------
+
+
+def test_uvicorn_own_400_for_an_unparseable_request_carries_the_security_headers(
+    web_settings, web_engine
+):
+    import socket
+
+    from pipeline.web.security import h11_protocol
+    from tests.servers import serve_in_thread
+
+    app = create_app(web_settings, engine=web_engine)
+    with serve_in_thread(app, http=h11_protocol(), access_log=False) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+    head = answer.decode("latin-1").lower()
+    assert head.startswith("http/1.1 400")
+    assert "content-security-policy:" in head and "frame-ancestors 'none'" in head
+    assert "x-frame-options: deny" in head and "referrer-policy: no-referrer" in head

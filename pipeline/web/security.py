@@ -176,3 +176,30 @@ def same_origin(request: Request, allowed: Iterable[str]) -> bool:
     if site is None:
         return "origin" not in request.headers  # a bare "null" with no fetch metadata: refuse
     return site in ("same-origin", "none")
+
+
+def h11_protocol(form_origins: Iterable[str] = ()) -> type:
+    """uvicorn's h11 protocol whose own 400 (a request it cannot parse, answered before
+    the app sees anything) carries the security headers too; `brief serve` passes it as
+    uvicorn's ``http``. uvicorn writes that answer itself with two fixed headers."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    extra = security_headers(form_origins)
+
+    class SecureH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"connection", b"close"),
+                *extra,
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=msg.encode("ascii")),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return SecureH11Protocol
