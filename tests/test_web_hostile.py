@@ -316,3 +316,31 @@ def test_uvicorn_own_400_for_an_unparseable_request_carries_the_security_headers
     assert head.startswith("http/1.1 400")
     assert "content-security-policy:" in head and "frame-ancestors 'none'" in head
     assert "x-frame-options: deny" in head and "referrer-policy: no-referrer" in head
+
+
+def test_an_over_long_name_gets_the_form_back_and_queues_nothing(store_client, store):
+    response = store_client.post(
+        "/subscribe", data={"email": ANN, "name": "N" * 201, "list": "main", "website": ""}
+    )
+    assert response.status_code == 400
+    assert "Please shorten your name" in response.text and 'name="email"' in response.text
+    assert _queued(store) == []
+
+
+def test_control_characters_typed_into_the_form_never_reach_the_store(
+    store_client, store, store_settings
+):
+    from pipeline.notices import drain
+
+    response = _signup_named(store_client, ANN, "Ann\u0000\x1b[31m\u2028Smith")
+    assert response.status_code == 200
+    drain(store_settings, store)
+    name = show(store, ANN).name
+    assert name is not None and "Ann" in name and "Smith" in name
+    assert not any(ch in name for ch in "\x00\x1b\u2028")
+
+
+def _signup_named(client, email, name):
+    return client.post(
+        "/subscribe", data={"email": email, "name": name, "list": "main", "website": ""}
+    )
