@@ -179,6 +179,8 @@ def drain(
         except BriefError as exc:  # settings or templates: the operator's to fix; retry
             result = Result.failed(row.kind, f"{type(exc).__name__}: {exc}", transient=True)
         attempts = row.attempts + 1
+        # A sign-up's only mail is its confirmation: the log names the mail.
+        label = NoticeKind.CONFIRMATION.value if row.kind == "subscribe" else row.kind
         with transaction(engine) as conn:
             if result is None or result.ok:
                 conn.execute(t.delete().where(t.c.id == row.id))
@@ -189,13 +191,11 @@ def drain(
                 )
                 failed += 1
                 # No address and no token in the log: only what failed and why.
-                log.warning("%s email not sent (try %d): %s", row.kind, attempts, result.reason)
+                log.warning("%s email not sent (try %d): %s", label, attempts, result.reason)
             else:
                 conn.execute(t.delete().where(t.c.id == row.id))
                 given_up += 1
-                log.warning(
-                    "%s email given up after %d tries: %s", row.kind, attempts, result.reason
-                )
+                log.warning("%s email given up after %d tries: %s", label, attempts, result.reason)
     return DrainReport(sent, failed, given_up)
 
 
