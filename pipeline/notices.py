@@ -155,11 +155,11 @@ def drain(
 ) -> DrainReport:
     """Send every queued mail that is due (at most ``limit``); safe to run in several
     processes at once, each row is claimed before it is sent."""
-    from .store.db import transaction
+    from .store.db import reading, transaction
 
     now = now or datetime.now(UTC)
     t = _table()
-    with transaction(engine) as conn:
+    with reading(engine) as conn:  # only the claim below writes
         due = conn.execute(
             sa.select(t).where(t.c.due_at <= now).order_by(t.c.id).limit(limit)
         ).all()

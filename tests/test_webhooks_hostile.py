@@ -206,3 +206,25 @@ def test_mailgun_odd_tokens_never_reach_a_500(store_client, token):
         "/webhooks/mailgun", json={"signature": _mailgun_signature(token), "event-data": data}
     )
     assert response.status_code in (200, 401)
+
+
+def test_mailgun_tokens_are_forgotten_only_long_after_their_window(store_client, store):
+    import sqlalchemy as sa
+
+    from pipeline.webhooks.events import TOKEN_MEMORY, remember_token, webhook_events
+
+    assert TOKEN_MEMORY.total_seconds() > 300 * 100  # far past the 5-minute window
+    assert remember_token(store, "mailgun", "t-old")
+    assert not remember_token(store, "mailgun", "t-old")
+    with store.begin() as conn:  # age it past the memory
+        conn.execute(
+            webhook_events.update()
+            .where(webhook_events.c.provider == "mailgun:token")
+            .values(received_at=datetime.now(UTC) - 2 * TOKEN_MEMORY)
+        )
+    assert remember_token(store, "mailgun", "t-new")
+    with store.connect() as conn:
+        kept = conn.execute(
+            sa.select(sa.func.count()).where(webhook_events.c.provider == "mailgun:token")
+        ).scalar_one()
+    assert kept == 1

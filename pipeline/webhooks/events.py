@@ -11,6 +11,7 @@ import hashlib
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -36,6 +37,8 @@ webhook_events = sa.Table(
 
 log = logging.getLogger("brief.webhooks")
 MAX_EVENT_ID = 200
+# How long a used signature token is refused again (signatures are fresh for 5 minutes).
+TOKEN_MEMORY = timedelta(days=2)
 
 _LOG_KIND = {"hard_bounce": "bounced", "soft_bounce": "bounced", "complaint": "complained"}
 
@@ -73,18 +76,24 @@ def remember_token(engine: Engine, provider: str, token: str) -> bool:
     """Record a signed request's one-time token; False when it was already used.
 
     Mailgun signs only timestamp + token, not the event, so a captured signature block
-    could carry any event: each token is good for one request, remembered for good
-    (far longer than the freshness window), as Mailgun advises.
+    could carry any event: each token is good for one request, as Mailgun advises. A
+    token is remembered for ``TOKEN_MEMORY``, far longer than the 5-minute window in
+    which its signature is accepted at all; older ones are forgotten as new ones come.
     """
     digest = hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+    name = f"{provider}:token"[:32]
+    now = utcnow()
     try:
         with engine.begin() as conn:
             conn.execute(
+                webhook_events.delete().where(
+                    webhook_events.c.provider == name,
+                    webhook_events.c.received_at < now - TOKEN_MEMORY,
+                )
+            )
+            conn.execute(
                 webhook_events.insert().values(
-                    provider=f"{provider}:token"[:32],
-                    event_id=digest,
-                    kind="token",
-                    received_at=utcnow(),
+                    provider=name, event_id=digest, kind="token", received_at=now
                 )
             )
     except IntegrityError:

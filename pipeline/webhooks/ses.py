@@ -149,12 +149,15 @@ def verify(
     if message.get("TopicArn") not in settings.web.ses_topics:
         # Before the certificate: an unknown topic costs us no outbound fetch at all.
         raise Unverified("the SNS topic is not one of webhooks.ses.topics")
-    _check_signature(message, trust)
+    # The cheap checks first: a stale or malformed message costs no certificate fetch.
     try:
         sent = datetime.fromisoformat(message["Timestamp"].replace("Z", "+00:00"))
     except ValueError:
         raise Unverified("malformed SNS Timestamp") from None
+    if sent.tzinfo is None:
+        raise Unverified("the SNS Timestamp has no time zone")
     check_fresh(sent, now)
+    _check_signature(message, trust)
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
         url = str(message.get("SubscribeURL", ""))
