@@ -237,7 +237,10 @@ def _deliver(
         lib = library() if library is not None else None
     except BriefError:  # broken content must not cost a new subscriber the welcome
         lib = None
-    return send_welcome(settings, engine, lib, row.email, row.name, row.list_name, env)
+    try:
+        return send_welcome(settings, engine, lib, row.email, row.name, row.list_name, env)
+    except NotFound:
+        return None  # erased since confirming: nobody to welcome
 
 
 def send_confirmation(

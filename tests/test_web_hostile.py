@@ -344,3 +344,16 @@ def _signup_named(client, email, name):
     return client.post(
         "/subscribe", data={"email": email, "name": name, "list": "main", "website": ""}
     )
+
+
+def test_a_welcome_for_someone_erased_meanwhile_is_dropped_not_retried(store, store_settings):
+    from pipeline.notices import drain, enqueue_welcome
+    from pipeline.store import forget
+
+    add_subscriber(store, ANN, "Ann", confirmed=True, source="test")
+    enqueue_welcome(store, ANN, "Ann", "main", "web:confirm")
+    forget(store, ANN, source="test")
+    report = drain(store_settings, store)
+    assert (report.sent, report.failed) == (0, 0)
+    assert _queued(store) == []
+    assert outbox_messages(store_settings, deliver=False) == []
