@@ -320,7 +320,7 @@ def create_app(
         token = request.path_params["token"]
         data = await form(request)
         try:
-            target = await run_in_threadpool(resolve, engine, token, "unsubscribe")
+            await run_in_threadpool(resolve, engine, token, "unsubscribe")
         except TokenError:
             return not_found()
         if first(data, "List-Unsubscribe") != "One-Click":
@@ -328,7 +328,6 @@ def create_app(
         # Unsubscribing is the safe direction: the one-click POST always acts, even from an
         # email older than a re-subscription (mail clients never show a page that asks;
         # the GET page still says the link is old before the button is pressed).
-        del target
         await run_in_threadpool(
             partial(store_unsubscribe, engine, token, source="web:unsubscribe", accept_stale=True)
         )
