@@ -18,6 +18,7 @@ def serve(env, host: str, port: int) -> None:
     import uvicorn
 
     from .web.public import create_app
+    from .web.security import h11_protocol, origin_of
 
     settings = env.settings
     env.library()  # refuse to start on broken content, with the path:line problems
@@ -34,8 +35,10 @@ def serve(env, host: str, port: int) -> None:
         port=port,
         access_log=False,
         log_level="warning",
+        # The app applies web.trusted_proxies itself; uvicorn's own guess stays off.
         proxy_headers=False,
         server_header=False,
+        http=h11_protocol([origin_of(settings.newsletter.base_url)]),
     )
 
 

@@ -165,6 +165,10 @@ class WebSettings:
     subscribe_per_address_per_hour: int
     subscribe_per_ip_per_hour: int
     max_body_bytes: int
+    # Addresses or networks whose X-Forwarded-For is believed (empty: nobody's).
+    trusted_proxies: tuple[str, ...] = ()
+    # [webhooks.ses] topics: the only SNS TopicArns whose messages are confirmed or applied.
+    ses_topics: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -242,7 +246,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     r = _Reader(raw)
     r.only(
         "",
-        {"newsletter", "schedule", "database", "provider", "send", "web"},
+        {"newsletter", "schedule", "database", "provider", "send", "web", "webhooks"},
     )
     root = path.parent
 
@@ -398,13 +402,20 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
             "subscribe_per_address_per_hour",
             "subscribe_per_ip_per_hour",
             "max_body_bytes",
+            "trusted_proxies",
         },
     )
+    wh = r.section("webhooks", required=False)
+    r.only("webhooks", {"ses"})
+    ses_hooks = r.section("webhooks.ses", required=False, within=wh)
+    r.only("webhooks.ses", {"topics"}, ses_hooks)
     web = WebSettings(
         welcome_email=r.get(wb, "web.welcome_email", bool, False),
         subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
         subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
         max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
+        trusted_proxies=_networks(r.get(wb, "web.trusted_proxies", list, [])),
+        ses_topics=_topic_arns(r.get(ses_hooks, "webhooks.ses.topics", list, [])),
     )
 
     for key, bounds in (
@@ -425,6 +436,34 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         web=web,
         env=MappingProxyType(dict(env)),
     )
+
+
+def _networks(values: list) -> tuple[str, ...]:
+    """``web.trusted_proxies`` checked here: uvicorn would take a typo for a host name."""
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value if isinstance(value, str) else "", strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"web.trusted_proxies: {value!r} is not an IP address or network "
+                "like 127.0.0.1 or 10.0.0.0/8"
+            ) from None
+    return tuple(values)
+
+
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
+
+
+def _topic_arns(values: list) -> tuple[str, ...]:
+    for value in values:
+        if not isinstance(value, str) or not _TOPIC_ARN.fullmatch(value):
+            raise ConfigError(
+                f"webhooks.ses.topics: {value!r} is not an SNS topic ARN like "
+                "arn:aws:sns:us-east-1:123456789012:ses-bounces"
+            )
+    return tuple(values)
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

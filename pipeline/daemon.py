@@ -145,7 +145,9 @@ class Daemon:
             return None
         beat = self._heartbeat()
         try:
-            return self._tick()
+            outcomes = self._tick()
+            self._send_notices()
+            return outcomes
         finally:
             beat.stop()
             lock.release(self.engine, lock.DAEMON_LOCK, self.holder)
@@ -168,11 +170,14 @@ class Daemon:
         try:
             scheduler = self._scheduler()
             self._tick()  # catch up whatever came due while nobody led
+            self._send_notices()
             while not self.stop.is_set() and not self._lost.is_set():
                 if self._wake.wait(self.poll):
                     self._wake.clear()
                     if not self.stop.is_set() and not self._lost.is_set():
                         self._tick()
+                if not self.stop.is_set() and not self._lost.is_set():
+                    self._send_notices()
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
@@ -225,6 +230,30 @@ class Daemon:
             self.tick_error = exc
             log.error("event=tick_failed error=%s: %s", type(exc).__name__, exc)
             return []
+
+    def _send_notices(self) -> None:
+        """Send the consent mails the public app queued (``brief serve`` does too; each row
+        is claimed, so both at once never mail twice). Real time, not the slot clock."""
+        from .notices import drain
+
+        def library():
+            try:
+                return self.load_library()
+            except BriefError:
+                return None  # broken content must not hold back a welcome
+
+        try:
+            report = drain(self.settings, self.engine, library=library)
+        except BriefError as exc:
+            log.error("event=notices_failed error=%s: %s", type(exc).__name__, exc)
+            return
+        if report.sent or report.failed or report.given_up:
+            log.info(
+                "event=notices sent=%d retry=%d given_up=%d",
+                report.sent,
+                report.failed,
+                report.given_up,
+            )
 
     def _scheduler(self):
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED

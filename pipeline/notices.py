@@ -1,25 +1,246 @@
 """The transactional mails about consent: the double opt-in confirmation and the welcome.
 
-Used by the public app (subscribe, preferences, confirm) and by ``brief subscribers add``.
-Each function renders ``templates/email/<kind>.{txt,html}.j2`` with the shared Jinja
-environment and sends through ``send.send_one``. A provider failure comes back as a failed
-``Result`` for the caller to report; its reason never carries the address, and nothing
+Used by ``brief subscribers add`` directly, and by the public app through a small queue in
+the database (table ``notices``): a request only queues, so it answers at once and costs
+the same whatever the address (the send time would tell who is new); ``drain`` sends what
+is due, from ``brief serve``'s background task and ``brief run``'s daemon, and retries a
+failure later with growing waits. Each send function renders
+``templates/email/<kind>.{txt,html}.j2`` with the shared Jinja environment and sends
+through ``send.send_one``. A provider failure comes back as a failed ``Result`` for the
+caller to report; its reason never carries the address, and nothing
 here logs an address or a token. Settings and template errors are the operator's to fix
 and are raised as usual.
 """
 
 from __future__ import annotations
 
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jinja2
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from .config import Settings
 from .content import Library
-from .errors import ProviderError
+from .errors import BriefError, NotFound, ProviderError, StoreError
 from .providers.base import Result
 from .templating import environment, render_template
+
+log = logging.getLogger("brief.notices")
+
+# A queued mail is tried this many times (about a day and a half of waits) and then given up.
+MAX_ATTEMPTS = 10
+# While one worker sends a row, others leave it alone for this long (a crash mid-send
+# means the row comes back after it).
+LEASE = timedelta(minutes=5)
+
+
+class NoticeKind(enum.Enum):
+    """What a queued row asks for."""
+
+    SUBSCRIBE = "subscribe"  # a form sign-up: add (pending) and, if due, confirm by mail
+    CONFIRMATION = "confirmation"  # the double opt-in link for a pending membership
+    WELCOME = "welcome"  # the welcome after confirming
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One queued mail, as ``queued`` reports it (no token: nothing to leak)."""
+
+    id: int
+    kind: NoticeKind
+    email: str
+    list_name: str
+    attempts: int
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What one ``drain`` did: mails sent, failures to retry later, rows given up."""
+
+    sent: int = 0
+    failed: int = 0
+    given_up: int = 0
+
+
+def _table():
+    from .store.schema import notices
+
+    return notices
+
+
+def _enqueue(
+    engine: Engine,
+    kind: NoticeKind,
+    email: str,
+    name: str | None,
+    list_name: str,
+    source: str,
+    token: str | None = None,
+) -> None:
+    from .store.db import transaction, utcnow
+
+    now = utcnow()
+    with transaction(engine) as conn:
+        conn.execute(
+            _table()
+            .insert()
+            .values(
+                kind=kind.value,
+                email=email,
+                name=name,
+                list_name=list_name,
+                source=source,
+                token=token,
+                attempts=0,
+                due_at=now,
+                created_at=now,
+            )
+        )
+
+
+def enqueue_subscribe(
+    engine: Engine, email: str, name: str | None, list_name: str, source: str
+) -> None:
+    """Queue a sign-up: the worker adds the person (pending) and mails the confirmation."""
+    _enqueue(engine, NoticeKind.SUBSCRIBE, email, name, list_name, source)
+
+
+def enqueue_confirmation(
+    engine: Engine, email: str, name: str | None, list_name: str, token: str, source: str
+) -> None:
+    """Queue the confirmation mail of an existing pending membership."""
+    _enqueue(engine, NoticeKind.CONFIRMATION, email, name, list_name, source, token)
+
+
+def enqueue_welcome(
+    engine: Engine, email: str, name: str | None, list_name: str, source: str
+) -> None:
+    """Queue the welcome for a membership just confirmed."""
+    _enqueue(engine, NoticeKind.WELCOME, email, name, list_name, source)
+
+
+def queued(engine: Engine) -> list[Notice]:
+    """Every queued row, oldest first."""
+    from .store.db import as_utc, reading
+
+    t = _table()
+    with reading(engine) as conn:
+        rows = conn.execute(sa.select(t).order_by(t.c.id)).all()
+    return [
+        Notice(r.id, NoticeKind(r.kind), r.email, r.list_name, r.attempts, as_utc(r.due_at))
+        for r in rows
+    ]
+
+
+def _backoff(attempts: int) -> timedelta:
+    """1, 2, 4 … minutes, at most 6 hours between tries."""
+    return min(timedelta(minutes=2 ** max(attempts - 1, 0)), timedelta(hours=6))
+
+
+def drain(
+    settings: Settings,
+    engine: Engine,
+    *,
+    now: datetime | None = None,
+    library: Callable[[], Library | None] | None = None,
+    env: jinja2.Environment | None = None,
+    limit: int = 100,
+) -> DrainReport:
+    """Send every queued mail that is due (at most ``limit``); safe to run in several
+    processes at once, each row is claimed before it is sent."""
+    from .store.db import reading, transaction
+
+    now = now or datetime.now(UTC)
+    t = _table()
+    with reading(engine) as conn:  # only the claim below writes
+        due = conn.execute(
+            sa.select(t).where(t.c.due_at <= now).order_by(t.c.id).limit(limit)
+        ).all()
+    sent = failed = given_up = 0
+    env = env or environment(settings)
+    for row in due:
+        with transaction(engine) as conn:
+            claimed = conn.execute(
+                t.update()
+                .where(t.c.id == row.id, t.c.attempts == row.attempts)
+                .values(attempts=row.attempts + 1, due_at=now + LEASE)
+            ).rowcount
+        if claimed != 1:
+            continue  # another worker has it
+        try:
+            result = _deliver(settings, engine, row, env, library)
+        except BriefError as exc:  # settings or templates: the operator's to fix; retry
+            result = Result.failed(row.kind, f"{type(exc).__name__}: {exc}", transient=True)
+        attempts = row.attempts + 1
+        # A sign-up's only mail is its confirmation: the log names the mail.
+        label = NoticeKind.CONFIRMATION.value if row.kind == "subscribe" else row.kind
+        with transaction(engine) as conn:
+            if result is None or result.ok:
+                conn.execute(t.delete().where(t.c.id == row.id))
+                sent += result is not None
+            elif result.transient and attempts < MAX_ATTEMPTS:
+                conn.execute(
+                    t.update().where(t.c.id == row.id).values(due_at=now + _backoff(attempts))
+                )
+                failed += 1
+                # No address and no token in the log: only what failed and why.
+                log.warning("%s email not sent (try %d): %s", label, attempts, result.reason)
+            else:
+                conn.execute(t.delete().where(t.c.id == row.id))
+                given_up += 1
+                log.warning("%s email given up after %d tries: %s", label, attempts, result.reason)
+    return DrainReport(sent, failed, given_up)
+
+
+def _deliver(
+    settings: Settings,
+    engine: Engine,
+    row: Any,
+    env: jinja2.Environment,
+    library: Callable[[], Library | None] | None,
+) -> Result | None:
+    """Send one row's mail; None when there is nothing to send after all."""
+    kind = NoticeKind(row.kind)
+    if kind is NoticeKind.SUBSCRIBE:
+        from .store import add_subscriber
+        from .store.db import transaction
+
+        try:
+            added = add_subscriber(
+                engine, row.email, row.name, list_name=row.list_name, source=row.source
+            )
+        except (NotFound, StoreError):
+            return None  # suppressed, or the list went away: silence, as the page promised
+        if not (added.needs_confirmation and added.confirm_token):
+            return None  # already confirmed: nothing to mail
+        # From now on a retry resends this link; it never adds the person again.
+        with transaction(engine) as conn:
+            conn.execute(
+                _table()
+                .update()
+                .where(_table().c.id == row.id)
+                .values(kind=NoticeKind.CONFIRMATION.value, token=added.confirm_token)
+            )
+        return send_confirmation(
+            settings, added.email, row.name, added.list_name, added.confirm_token, env
+        )
+    if kind is NoticeKind.CONFIRMATION:
+        return send_confirmation(settings, row.email, row.name, row.list_name, row.token, env)
+    try:
+        lib = library() if library is not None else None
+    except BriefError:  # broken content must not cost a new subscriber the welcome
+        lib = None
+    try:
+        return send_welcome(settings, engine, lib, row.email, row.name, row.list_name, env)
+    except NotFound:
+        return None  # erased since confirming: nobody to welcome
 
 
 def send_confirmation(

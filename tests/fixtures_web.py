@@ -160,10 +160,26 @@ def client(client_for, web_settings):
 # -- mail that the public app sent, read back from the outbox provider ----------------------
 
 
-def outbox_messages(settings) -> list:
-    """Every .eml the outbox provider wrote, oldest first, parsed."""
+def outbox_messages(settings, *, deliver: bool = True) -> list:
+    """Every .eml the outbox provider wrote, oldest first, parsed.
+
+    ``deliver`` first sends what the public app queued (``notices.drain``, as `brief
+    serve`'s background task would) on the settings' own database; False reads only
+    what is already there.
+    """
     import email
     from email import policy
+
+    if deliver:
+        from pipeline.content import load_content
+        from pipeline.notices import drain
+        from pipeline.store import open_store
+
+        engine = open_store(settings.database.url)
+        try:
+            drain(settings, engine, library=lambda: load_content(settings))
+        finally:
+            engine.dispose()
 
     root = settings.root / ".brief" / "outbox"
     files = sorted(root.rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if root.exists() else []
@@ -207,3 +223,33 @@ def live_public(published: Path, web_env):
     with serve_in_thread(create_app(settings, engine=engine), port, access_log=False):
         yield base, settings, engine
     engine.dispose()
+
+
+# -- the public app over each backend (the store fixtures' fresh SQLite / PostgreSQL) ------
+
+
+@pytest.fixture
+def store_settings(web_settings, store_url):
+    """web_settings pointed at the parametrised store (SQLite and PostgreSQL)."""
+    from dataclasses import replace
+
+    return replace(web_settings, database=replace(web_settings.database, url=store_url))
+
+
+@pytest.fixture
+def store_client_for(store):
+    """Like client_for, over the parametrised ``store`` engine."""
+    from starlette.testclient import TestClient
+
+    from pipeline.web.public import create_app
+
+    def make(settings, **kwargs):
+        app = create_app(settings, engine=store, **kwargs)
+        return TestClient(app, base_url=settings.newsletter.base_url)
+
+    return make
+
+
+@pytest.fixture
+def store_client(store_client_for, store_settings):
+    return store_client_for(store_settings)

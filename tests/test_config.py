@@ -47,7 +47,8 @@ def test_missing_settings_file_is_a_clear_error(tmp_path):
             "[web]",
             "[web]\ncolour = 'blue'",
             "web.colour: unknown key (allowed here: max_body_bytes, "
-            "subscribe_per_address_per_hour, subscribe_per_ip_per_hour, welcome_email)",
+            "subscribe_per_address_per_hour, subscribe_per_ip_per_hour, trusted_proxies, "
+            "welcome_email)",
         ),
         (
             "concurrency = 4",

@@ -216,11 +216,15 @@ def test_mailgun_stale_timestamp_gets_401(client, web_engine, ann):
     assert not is_suppressed(web_engine, ANN)
 
 
-def test_mailgun_replay_is_a_duplicate(client, web_engine, ann):
+def test_mailgun_replay_is_refused_and_changes_nothing_twice(client, web_engine, ann):
     temporary = {**MG_FAILED, "severity": "temporary", "id": "mg-ev-2"}
     body = _mailgun_body(temporary)
     assert client.post("/webhooks/mailgun", json=body).json()["applied"] == 1
-    assert client.post("/webhooks/mailgun", json=body).json()["duplicates"] == 1
+    # The token was used: the same signature block is never good twice (issue 10).
+    assert client.post("/webhooks/mailgun", json=body).status_code == 401
+    # Mailgun's own retry of the event comes with a fresh token: a duplicate by event id.
+    fresh = _mailgun_body(temporary, token="c" * 50)
+    assert client.post("/webhooks/mailgun", json=fresh).json()["duplicates"] == 1
     assert not is_suppressed(web_engine, ANN)
     assert len(_bounce_events(web_engine)) == 1
 

@@ -55,10 +55,25 @@ def loopback_trust(httpserver):
     return SnsTrust(cert_url=prefix + r"/[^?#]*\.pem", subscribe_url=prefix + r"/\?")
 
 
+OUR_TOPIC = "arn:aws:sns:us-east-1:123456789012:ses-bounces"
+ATTACKER_TOPIC = "arn:aws:sns:us-east-1:666666666666:attacker-topic"
+
+
+def _with_topics(settings, *topics):
+    from dataclasses import replace
+
+    return replace(settings, web=replace(settings.web, ses_topics=topics))
+
+
 @pytest.fixture
-def ses_client(client_for, web_settings, loopback_trust, web_engine):
+def ses_settings(web_settings):
+    return _with_topics(web_settings, OUR_TOPIC)
+
+
+@pytest.fixture
+def ses_client(client_for, ses_settings, loopback_trust, web_engine):
     add_subscriber(web_engine, ANN, confirmed=True, source="test")
-    return client_for(web_settings, sns_trust=loopback_trust)
+    return client_for(ses_settings, sns_trust=loopback_trust)
 
 
 def _sign(message: dict, key, version: str = "2") -> dict:
@@ -71,11 +86,11 @@ def _sign(message: dict, key, version: str = "2") -> dict:
     return {**signed, "Signature": base64.b64encode(signature).decode()}
 
 
-def _notification(cert_url: str, inner: dict, message_id="22b80b92-fdea-4c2c") -> dict:
+def _notification(cert_url: str, inner: dict, message_id="22b80b92-fdea-4c2c", topic=None) -> dict:
     return {
         "Type": "Notification",
         "MessageId": message_id,
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
+        "TopicArn": topic or "arn:aws:sns:us-east-1:123456789012:ses-bounces",
         "Message": json.dumps(inner),
         "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
         "SigningCertURL": cert_url,
@@ -142,10 +157,10 @@ def test_ses_tampered_message_gets_401(ses_client, web_engine, sns_key, sns_cert
 
 
 def test_ses_certificate_from_a_host_not_allowed_gets_401(
-    client_for, web_settings, web_engine, sns_key, sns_cert, httpserver
+    client_for, ses_settings, web_engine, sns_key, sns_cert, httpserver
 ):
     add_subscriber(web_engine, ANN, confirmed=True, source="test")
-    production = client_for(web_settings)  # the AWS-only default trust
+    production = client_for(ses_settings)  # the AWS-only default trust
     response = _post(production, _sign(_notification(sns_cert, BOUNCE), sns_key))
     assert response.status_code == 401
     assert not is_suppressed(web_engine, ANN)
@@ -160,12 +175,12 @@ def test_ses_old_timestamp_gets_401(ses_client, web_engine, sns_key, sns_cert):
     assert not is_suppressed(web_engine, ANN)
 
 
-def _confirmation(httpserver, cert_url: str) -> dict:
+def _confirmation(httpserver, cert_url: str, topic=None) -> dict:
     return {
         "Type": "SubscriptionConfirmation",
         "MessageId": "165545c9-2a5c-472c",
         "Token": "2336412f37fb687f5d51e6e2425c464de",
-        "TopicArn": "arn:aws:sns:us-east-1:123456789012:ses-bounces",
+        "TopicArn": topic or "arn:aws:sns:us-east-1:123456789012:ses-bounces",
         "Message": "You have chosen to subscribe to the topic.",
         "SubscribeURL": httpserver.url_for("/") + "?Action=ConfirmSubscription&Token=2336",
         "Timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
@@ -196,3 +211,77 @@ def test_ses_forged_subscription_confirmation_is_not_followed(
     response = _post(ses_client, _sign(_confirmation(httpserver, sns_cert), impostor))
     assert response.status_code == 401
     assert not any(r.path == "/" for r, _ in httpserver.log)
+
+
+# -- issue 10 item 1: only the configured SNS topics are trusted -----------------------------
+# Message shapes: AWS SNS docs "Parsing message formats" (SubscriptionConfirmation,
+# Notification); SNS signs messages on *any* topic, an attacker's own included.
+
+
+def _pem_requests(httpserver) -> int:
+    return sum(1 for r, _ in httpserver.log if r.path.endswith(".pem"))
+
+
+def test_ses_confirmation_for_a_foreign_topic_is_not_followed(
+    ses_client, sns_key, sns_cert, httpserver
+):
+    httpserver.expect_request("/").respond_with_data("ok")
+    message = _sign(_confirmation(httpserver, sns_cert, topic=ATTACKER_TOPIC), sns_key)
+    response = _post(ses_client, message)
+    assert response.status_code == 401
+    assert not any(r.path == "/" for r, _ in httpserver.log)
+    assert _pem_requests(httpserver) == 0  # nothing fetched for a topic we do not know
+
+
+def test_ses_complaint_on_a_foreign_topic_suppresses_nobody(
+    ses_client, web_engine, sns_key, sns_cert, httpserver
+):
+    inner = {
+        "notificationType": "Complaint",
+        "complaint": {"complainedRecipients": [{"emailAddress": ANN}]},
+    }
+    message = _sign(_notification(sns_cert, inner, "evil-1", topic=ATTACKER_TOPIC), sns_key)
+    assert _post(ses_client, message).status_code == 401
+    assert not is_suppressed(web_engine, ANN)
+    assert _pem_requests(httpserver) == 0
+
+
+def test_ses_without_configured_topics_trusts_nothing(
+    client_for, web_settings, web_engine, loopback_trust, sns_key, sns_cert, httpserver
+):
+    add_subscriber(web_engine, ANN, confirmed=True, source="test")
+    assert web_settings.web.ses_topics == ()
+    bare = client_for(web_settings, sns_trust=loopback_trust)
+    assert _post(bare, _sign(_notification(sns_cert, BOUNCE), sns_key)).status_code == 401
+    assert not is_suppressed(web_engine, ANN)
+
+
+def test_ses_certificate_is_fetched_once_and_a_failure_is_remembered(
+    ses_client, sns_key, sns_cert, httpserver
+):
+    for n in range(3):
+        message = _sign(_notification(sns_cert, BOUNCE, f"m-{n}"), sns_key)
+        assert _post(ses_client, message).status_code == 200
+    assert _pem_requests(httpserver) == 1
+    missing = httpserver.url_for("/SimpleNotificationService-missing.pem")
+    for n in range(3):
+        message = _sign(_notification(missing, BOUNCE, f"x-{n}"), sns_key)
+        assert _post(ses_client, message).status_code == 401
+    assert sum(1 for r, _ in httpserver.log if r.path.endswith("missing.pem")) == 1
+
+
+def test_ses_certificate_fetch_has_a_short_timeout():
+    assert SnsTrust().timeout <= 3
+
+
+def test_ses_topics_setting_is_read_from_webhooks_ses(published):
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+
+    toml = published / "brief.toml"
+    base = toml.read_text(encoding="utf-8")
+    toml.write_text(base + f'\n[webhooks.ses]\ntopics = ["{OUR_TOPIC}"]\n', encoding="utf-8")
+    assert load_settings(toml, env={}).web.ses_topics == (OUR_TOPIC,)
+    toml.write_text(base + '\n[webhooks.ses]\ntopics = ["not-an-arn"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match="webhooks.ses.topics"):
+        load_settings(toml, env={})

@@ -20,7 +20,7 @@ MAX_SOURCE = 200
 
 # C0/C1 controls, DEL, and the Unicode line/paragraph separators: any of them in a
 # name could end up in a From/To header or split a CSV/log line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 # RFC 5322 dot-atom: a strict subset of what email-validator accepts as a local part,

@@ -107,3 +107,25 @@ suppressions = sa.Table(
     sa.Column("source", sa.String(200), nullable=False),
     sa.Column("created_at", UTC_TIME, nullable=False),
 )
+
+# Consent mails waiting to go out (migration 0006): the public app only queues them, so a
+# request costs the same whoever asks; `brief serve` and `brief run` send and retry.
+NOTICE_KINDS = ("subscribe", "confirmation", "welcome")
+
+notices = sa.Table(
+    "notices",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("name", sa.String(200)),
+    sa.Column("list_name", sa.String(64), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    # The confirmation link's token once the membership exists (a retry resends the same).
+    sa.Column("token", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", UTC_TIME, nullable=False),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.CheckConstraint("kind IN ('subscribe', 'confirmation', 'welcome')", name="notice_kind"),
+    sa.Index("ix_notices_due_at", "due_at"),
+)

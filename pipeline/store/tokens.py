@@ -28,6 +28,9 @@ from pipeline.store.schema import lists, memberships, subscribers
 
 _TOKEN = re.compile(r"^([cuap])([1-9][0-9]{0,17})\.([0-9]{1,9})\.([A-Za-z0-9_-]{24})$")
 PURPOSES = {"confirm": "c", "unsubscribe": "ua", "preferences": "p"}
+# Membership and subscriber ids are INTEGER columns: a larger id cannot exist, and
+# PostgreSQL refuses to compare one ("integer out of range") instead of finding nothing.
+MAX_ID = 2**31 - 1
 _INVALID = "this link is not valid (it may be mistyped, forged, or the person was erased)"
 
 
@@ -93,6 +96,8 @@ def parse(token: str) -> tuple[str, int, int, str]:
     if not match:
         raise TokenError(_INVALID)
     kind, ident, seq, mac = match.groups()
+    if int(ident) > MAX_ID or int(seq) > MAX_ID:
+        raise TokenError(_INVALID)
     return kind, int(ident), int(seq), mac
 
 

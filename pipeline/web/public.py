@@ -4,12 +4,16 @@ and the web archive from ``pipeline.site``.
 Pages are plain HTML forms from ``templates/web`` (no JavaScript, no cookies). Tokens
 travel only in paths and are never logged; every bad or tampered token gets the same
 plain 404 page. Store and mail calls are synchronous, so they run in the thread pool.
+Confirmation and welcome mails never go out inside a request: the request queues them
+(``pipeline.notices``) and a background task of the app sends them and retries.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -26,14 +30,13 @@ from starlette.routing import Route
 from ..config import Settings
 from ..content import Library
 from ..errors import BriefError, NotFound, StoreError, TokenError
-from ..providers.base import Result
 from ..site import pages
 from ..templating import environment, render_template
 from ..webhooks import mailgun, postmark, resend, sendgrid, ses
-from ..webhooks.common import BadPayload, Unverified
-from ..webhooks.events import apply_events
+from ..webhooks.common import BadPayload, Unverified, clean_text
+from ..webhooks.events import apply_events, remember_token
 from .ratelimit import allow
-from .security import BodyLimit, SecurityHeaders, origin_of, same_origin
+from .security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
 
 log = logging.getLogger("brief.web")
 
@@ -44,6 +47,9 @@ WEBHOOKS: dict[str, Callable[..., Any]] = {
     "resend": resend.verify,
 }
 NO_STORE = {"cache-control": "no-store"}
+# The queue is drained at once when a request adds to it, and at least this often anyway
+# (retries come due on their own).
+DRAIN_EVERY = 30.0
 
 
 def mask(email: str) -> str:
@@ -63,6 +69,19 @@ class _State:
     load_library: Callable[[], Library]
     _library: Library | None = None
     _stamp: tuple = field(default_factory=tuple)
+    wake: asyncio.Event | None = None
+
+    def kick(self) -> None:
+        """Tell the background sender there is mail in the queue (when one runs)."""
+        if self.wake is not None:
+            self.wake.set()
+
+    def library_or_none(self) -> Library | None:
+        """The content, or None when it is broken (a welcome goes out without an issue)."""
+        try:
+            return self.library()
+        except BriefError:
+            return None
 
     def library(self) -> Library:
         """The content, reloaded when any content file changed (editors deploy by git pull)."""
@@ -143,7 +162,8 @@ def create_app(
         out: dict[str, list[str]] = {}
         for key, value in data.multi_items():
             if isinstance(value, str):
-                out.setdefault(key, []).append(value)
+                # Cleaned on the way in, like every webhook text (NUL never reaches the store).
+                out.setdefault(key, []).append(clean_text(value))
         return out
 
     def first(data: dict[str, list[str]], key: str) -> str:
@@ -156,26 +176,12 @@ def create_app(
         default = settings.newsletter.default_list
         return found if default in found else [default, *found]
 
-    # -- mail -------------------------------------------------------------------------
+    # -- mail: queued here, sent by the background task ---------------------------------
 
-    def send_confirmation(email: str, name: str | None, list_name: str, token: str) -> None:
-        from ..notices import send_confirmation as notice
+    def drain_queue() -> None:
+        from ..notices import drain
 
-        _report("confirmation", notice(settings, email, name, list_name, token, env))
-
-    def send_welcome(email: str, name: str | None, list_name: str) -> None:
-        from ..notices import send_welcome as notice
-
-        try:
-            library: Library | None = state.library()
-        except BriefError:  # broken content must not cost a new subscriber the welcome
-            library = None
-        _report("welcome", notice(settings, engine, library, email, name, list_name, env))
-
-    def _report(kind: str, result: Result) -> None:
-        if not result.ok:
-            # No address and no token in the log: only what failed and why.
-            log.warning("%s email not sent: %s", kind, result.reason)
+        drain(settings, engine, library=state.library_or_none, env=env)
 
     # -- subscribe ----------------------------------------------------------------------
 
@@ -204,12 +210,18 @@ def create_app(
             return again("Please enter your email address.")
         if list_name not in lists:
             return again("Please choose one of the lists shown.")
-        from ..store import add_subscriber, normalise_email
+        from ..notices import enqueue_subscribe
+        from ..store import normalise_email
+        from ..store.normalise import clean_name
 
         try:
             email = normalise_email(raw_email)
         except StoreError:
             return again("That does not look like an email address. Please check it.")
+        try:
+            name = clean_name(name)
+        except StoreError:
+            return again("Please shorten your name (200 characters at most).")
         web = settings.web
         when = state.now()
         ip = request.client.host if request.client else "unknown"
@@ -226,24 +238,10 @@ def create_app(
             allow, engine, "address", email, web.subscribe_per_address_per_hour, when
         ):
             return done  # list bombing: the same answer, and no more mail to that inbox
-        try:
-            result = await run_in_threadpool(
-                partial(
-                    add_subscriber,
-                    engine,
-                    email,
-                    name,
-                    list_name=list_name,
-                    confirmed=False,
-                    source="web:subscribe",
-                )
-            )
-        except NotFound:
-            return again("Please choose one of the lists shown.")
-        except StoreError:
-            return done  # suppressed after a bounce or complaint: no enumeration either way
-        if result.needs_confirmation and result.confirm_token:
-            await run_in_threadpool(send_confirmation, email, name, list_name, result.confirm_token)
+        # The same work for every address, new, pending, confirmed or suppressed: one row
+        # queued. Whether anyone is added or mailed is decided later, off the request.
+        await run_in_threadpool(enqueue_subscribe, engine, email, name, list_name, "web:subscribe")
+        state.kick()
         return done
 
     # -- confirm --------------------------------------------------------------------------
@@ -276,9 +274,12 @@ def create_app(
         )
 
     async def confirm(request: Request) -> Response:
+        from ..notices import enqueue_welcome
         from ..store import confirm as store_confirm
         from ..store import resolve
 
+        if not same_origin(request, {base_origin}):
+            return forbidden()
         token = request.path_params["token"]
         try:
             before = await run_in_threadpool(resolve, engine, token, "confirm")
@@ -287,11 +288,14 @@ def create_app(
             return not_found()
         if before.status != "confirmed" and settings.web.welcome_email:
             await run_in_threadpool(
-                send_welcome,
+                enqueue_welcome,
+                engine,
                 target.email,
                 target.name,
                 target.list_name or settings.newsletter.default_list,
+                "web:confirm",
             )
+            state.kick()
         return message(
             "You're subscribed",
             f"Thank you. {settings.newsletter.name} comes every other Wednesday.",
@@ -325,27 +329,16 @@ def create_app(
         token = request.path_params["token"]
         data = await form(request)
         try:
-            target = await run_in_threadpool(resolve, engine, token, "unsubscribe")
+            await run_in_threadpool(resolve, engine, token, "unsubscribe")
         except TokenError:
             return not_found()
         if first(data, "List-Unsubscribe") != "One-Click":
             return message("Unsubscribe", "Please use the Unsubscribe button.", status=400)
-        stale_ok = first(data, "confirm_stale") == "yes"
-        if target.stale and not stale_ok:
-            # The person subscribed again after this email: ask instead of acting.
-            return page(
-                "web/unsubscribe.html.j2",
-                409,
-                NO_STORE,
-                title="Unsubscribe",
-                masked=mask(target.email),
-                list_name=target.list_name,
-                stale=True,
-            )
+        # Unsubscribing is the safe direction: the one-click POST always acts, even from an
+        # email older than a re-subscription (mail clients never show a page that asks;
+        # the GET page still says the link is old before the button is pressed).
         await run_in_threadpool(
-            partial(
-                store_unsubscribe, engine, token, source="web:unsubscribe", accept_stale=stale_ok
-            )
+            partial(store_unsubscribe, engine, token, source="web:unsubscribe", accept_stale=True)
         )
         return message(
             "You're unsubscribed",
@@ -385,6 +378,7 @@ def create_app(
         return preferences_view(target, choices, saved=False)
 
     async def preferences(request: Request) -> Response:
+        from ..notices import enqueue_confirmation
         from ..store import add_subscriber
         from ..store import unsubscribe as store_unsubscribe
 
@@ -416,8 +410,15 @@ def create_app(
                     continue  # suppressed for a bounce or complaint: nothing to offer
                 if result.needs_confirmation and result.confirm_token:
                     await run_in_threadpool(
-                        send_confirmation, target.email, target.name, name, result.confirm_token
+                        enqueue_confirmation,
+                        engine,
+                        target.email,
+                        target.name,
+                        name,
+                        result.confirm_token,
+                        "web:preferences",
                     )
+                    state.kick()
             elif name not in wanted and active:
                 await run_in_threadpool(
                     partial(
@@ -444,13 +445,21 @@ def create_app(
                     ses.verify, settings, headers, body, when, state.sns
                 )
                 events = outcome.events
+            elif provider == "mailgun":
+                remember = partial(remember_token, engine, "mailgun")
+                events = await run_in_threadpool(
+                    mailgun.verify, settings, headers, body, when, remember
+                )
             elif provider in WEBHOOKS:
                 events = await run_in_threadpool(WEBHOOKS[provider], settings, headers, body, when)
             else:
                 return JSONResponse({"error": "unknown provider"}, status_code=404)
-        except Unverified:
+        except Unverified as exc:
+            # One line, for the operator setting a webhook up; never the body.
+            log.warning("%s webhook unverified: %s", provider, exc)
             return JSONResponse({"error": "unverified"}, status_code=401)
         except BadPayload as exc:
+            log.warning("%s webhook refused: %s", provider, exc)
             return JSONResponse({"error": str(exc)}, status_code=400)
         tally = await run_in_threadpool(apply_events, engine, events)
         return JSONResponse(
@@ -486,9 +495,32 @@ def create_app(
             return message("Not allowed", "That does not work here.", status=405)
         return message("Something went wrong", "Please try again later.", status=status)
 
-    async def server_error(request: Request, exc: Exception) -> Response:
-        log.error("internal error: %s", type(exc).__name__)
+    def server_error() -> Response:
         return message("Something went wrong", "Please try again later.", status=500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        """`brief serve`: one task sends the queued mails, woken by each request that
+        queues one and every DRAIN_EVERY seconds for retries."""
+        state.wake = asyncio.Event()
+        task = asyncio.create_task(sender(state.wake))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            state.wake = None
+
+    async def sender(wake: asyncio.Event) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), DRAIN_EVERY)
+            wake.clear()
+            try:
+                await run_in_threadpool(drain_queue)
+            except Exception as exc:  # noqa: BLE001 - the sender must outlive a bad round
+                log.error("queued mail not sent this round: %s: %s", type(exc).__name__, exc)
 
     routes = [
         Route("/subscribe", subscribe_form, methods=["GET"]),
@@ -503,10 +535,18 @@ def create_app(
         Route("/{path:path}", archive_page, methods=["GET", "HEAD"]),
     ]
     app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        routes=routes, exception_handlers={HTTPException: http_error}, lifespan=lifespan
     )
+    # Added innermost first. CatchAll sits inside SecurityHeaders (Starlette's own
+    # ServerErrorMiddleware is outside every user middleware, so its 500 had none).
     app.add_middleware(BodyLimit, max_bytes=settings.web.max_body_bytes)
+    app.add_middleware(CatchAll, render=server_error, log=log)
     app.add_middleware(SecurityHeaders, form_origins=[base_origin])
+    if settings.web.trusted_proxies:
+        from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+        # Only these peers' X-Forwarded-For is believed (its rightmost untrusted entry);
+        # anyone else's is ignored, so a direct client cannot pick its own address.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.web.trusted_proxies))
     app.state.brief = state
     return app

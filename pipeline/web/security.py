@@ -9,11 +9,12 @@ one-click unsubscribes come from mail providers without an Origin and pass.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -62,6 +63,50 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+class CatchAll:
+    """ASGI middleware turning any unexpected exception into ``render()``'s 500 page.
+
+    It sits inside ``SecurityHeaders`` so that page carries them too, and logs one line
+    (the exception's type) instead of a traceback: nothing a client sends may fill the
+    log with stack traces, and the message itself could echo what the client sent.
+    """
+
+    def __init__(self, app: ASGIApp, render: Callable[[], Response], log: logging.Logger):
+        self.app = app
+        self.render = render
+        self.log = log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking)
+        except Exception as exc:  # noqa: BLE001 - the whole point: nothing escapes as a 500 trace
+            self.log.error(
+                "internal error: %s on %s %s",
+                type(exc).__name__,
+                scope.get("method", ""),
+                _route_of(scope.get("path", "")),
+            )
+            if not started:
+                await self.render()(scope, receive, send)
+
+
+def _route_of(path: str) -> str:
+    """The path without its token: ``/confirm/…`` (tokens are never logged)."""
+    head, _, rest = path.lstrip("/").partition("/")
+    return f"/{head}/…" if rest and head in ("confirm", "unsubscribe", "preferences") else path
 
 
 class _TooLarge(Exception):
@@ -131,3 +176,30 @@ def same_origin(request: Request, allowed: Iterable[str]) -> bool:
     if site is None:
         return "origin" not in request.headers  # a bare "null" with no fetch metadata: refuse
     return site in ("same-origin", "none")
+
+
+def h11_protocol(form_origins: Iterable[str] = ()) -> type:
+    """uvicorn's h11 protocol whose own 400 (a request it cannot parse, answered before
+    the app sees anything) carries the security headers too; `brief serve` passes it as
+    uvicorn's ``http``. uvicorn writes that answer itself with two fixed headers."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    extra = security_headers(form_origins)
+
+    class SecureH11Protocol(H11Protocol):
+        def send_400_response(self, msg: str) -> None:
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"connection", b"close"),
+                *extra,
+            ]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=msg.encode("ascii")),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return SecureH11Protocol

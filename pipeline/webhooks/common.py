@@ -12,6 +12,9 @@ from typing import Any
 REPLAY_WINDOW = timedelta(minutes=5)
 KINDS = ("hard_bounce", "soft_bounce", "complaint")
 _ADDRESS = re.compile(r"\S+@\S+")
+# No provider nests its payload more than a handful of levels; 5,000 would exhaust the
+# parser's recursion (a 500 and a traceback) and costs every walk over it.
+MAX_DEPTH = 32
 
 
 class Unverified(Exception):
@@ -24,7 +27,11 @@ class BadPayload(Exception):
 
 @dataclass(frozen=True)
 class Event:
-    """One bounce or complaint for one address, with the provider's id for de-duplication."""
+    """One bounce or complaint for one address, with the provider's id for de-duplication.
+
+    Every text in it came from outside; it is cleaned here, once, on its way to the store
+    (PostgreSQL refuses NUL, and control characters have no business in a log line).
+    """
 
     provider: str
     event_id: str
@@ -32,6 +39,10 @@ class Event:
     email: str
     detail: str = ""
     delivery_key: str | None = None  # the send's delivery key, when the provider echoes it
+
+    def __post_init__(self) -> None:
+        for name in ("event_id", "email", "detail"):
+            object.__setattr__(self, name, clean_text(getattr(self, name)))
 
 
 def check_fresh(when: datetime, now: datetime) -> None:
@@ -48,15 +59,38 @@ def unix_time(text: str | None) -> datetime:
         raise Unverified("missing or malformed timestamp") from None
 
 
+def clean_text(text: object) -> str:
+    """Text from outside as the store may keep it: control characters (NUL included) and
+    line separators become spaces. The one cleaning every webhook and form value passes."""
+    from pipeline.store.normalise import CONTROL
+
+    return CONTROL.sub(" ", str(text or ""))
+
+
 def load_json(body: bytes) -> Any:
-    """The body as JSON, or BadPayload."""
+    """The body as JSON no deeper than ``MAX_DEPTH``, or BadPayload."""
     try:
-        return json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise BadPayload("the body is not JSON") from None
+    _check_depth(data)
+    return data
+
+
+def _check_depth(data: Any) -> None:
+    """Walk without recursion so a deep document costs a loop, not the stack."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise BadPayload(f"the JSON is nested more than {MAX_DEPTH} levels deep")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def scrub(text: object, limit: int = 200) -> str:
     """A provider's diagnostic text, safe for the event log: no addresses, one short line."""
-    line = " ".join(str(text or "").split())
+    line = " ".join(clean_text(text).split())
     return _ADDRESS.sub("<address>", line)[:limit]

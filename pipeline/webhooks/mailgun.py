@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from pipeline.config import Settings
@@ -20,9 +20,14 @@ NAME = "mailgun"
 
 
 def verify(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+    settings: Settings,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: datetime,
+    remember: Callable[[str], bool] | None = None,
 ) -> list[Event]:
-    """Check the body's signature block and its age, then read the event."""
+    """Check the body's signature block, its age and that its token is new, then read
+    the event. ``remember(token)`` records a token and says whether it was unused."""
     key = settings.secret("BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY")
     if not key:
         raise Unverified("the Mailgun signing key is not configured")
@@ -40,6 +45,9 @@ def verify(
     if not hmac.compare_digest(expected, given.lower()):
         raise Unverified("bad signature")
     check_fresh(unix_time(timestamp), now)
+    # The signature does not cover event-data: a token used once must never be used again.
+    if remember is not None and not remember(token):
+        raise Unverified("this signature token was already used")
     event = data.get("event-data")
     if not isinstance(event, dict):
         raise BadPayload("no event-data")

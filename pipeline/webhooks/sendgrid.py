@@ -73,7 +73,7 @@ def verify(
     out: list[Event] = []
     for item in data:
         if not isinstance(item, dict):
-            raise BadPayload("an event is not an object")
+            continue  # one malformed event never costs the others in the batch
         name, email, ident = item.get("event"), item.get("email"), item.get("sg_event_id")
         if name == "bounce":
             # "blocked" is SendGrid's temporary refusal; "bounce" is the mailbox saying no.
@@ -89,7 +89,7 @@ def verify(
         else:
             continue
         if not isinstance(email, str) or not ident:
-            raise BadPayload("an event lacks email or sg_event_id")
+            continue  # unusable alone; the rest of the batch still counts
         args = item.get("brief_key")  # our custom_args come back as top-level fields
         key = args if isinstance(args, str) else None
         out.append(Event(NAME, str(ident), kind, email, detail, key))

@@ -5,14 +5,18 @@ string of its fields; the certificate is fetched from ``SigningCertURL``, but on
 an allowed URL (``https://sns.<region>.amazonaws.com/…pem``): anything else could
 sign its own forgery. ``SubscriptionConfirmation`` is confirmed (by fetching its
 ``SubscribeURL``, which must match the same pattern) only when its signature is valid.
+
+SNS signs messages published to *any* topic, an attacker's own included, so a valid
+signature proves only that the message went through SNS: its ``TopicArn`` must also be
+one of ``[webhooks.ses] topics``, checked before anything is fetched.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,9 +56,14 @@ class SnsTrust:
 
     cert_url: str = AWS_CERT_URL
     subscribe_url: str = AWS_SUBSCRIBE_URL
-    timeout: float = 5.0
+    # Short: the fetch happens while the webhook request waits.
+    timeout: float = 3.0
+    # A certificate that could not be loaded is not tried again for this long.
+    failure_ttl: float = 600.0
+    max_cached: int = 64
     get: Callable[[str, float], bytes] | None = None
     _certs: dict[str, x509.Certificate] = field(default_factory=dict)
+    _failed: dict[str, float] = field(default_factory=dict)
 
     def fetch(self, url: str) -> bytes:
         if self.get is not None:
@@ -68,12 +77,25 @@ class SnsTrust:
     def certificate(self, url: str) -> x509.Certificate:
         if not re.fullmatch(self.cert_url, url):
             raise Unverified("SigningCertURL is not an Amazon SNS certificate URL")
-        if url not in self._certs:
-            try:
-                self._certs[url] = x509.load_pem_x509_certificate(self.fetch(url))
-            except Exception:  # network or parse: either way the message is unproven
-                raise Unverified("could not load the SNS signing certificate") from None
-        return self._certs[url]
+        cert = self._certs.get(url)
+        if cert is not None:
+            return cert
+        failed_at = self._failed.get(url)
+        if failed_at is not None and time.monotonic() - failed_at < self.failure_ttl:
+            raise Unverified("the SNS signing certificate could not be loaded recently")
+        try:
+            cert = x509.load_pem_x509_certificate(self.fetch(url))
+        except Exception:  # network or parse: either way the message is unproven
+            self._remember(self._failed, url, time.monotonic())
+            raise Unverified("could not load the SNS signing certificate") from None
+        self._failed.pop(url, None)
+        self._remember(self._certs, url, cert)
+        return cert
+
+    def _remember(self, cache: dict, url: str, value: object) -> None:
+        if len(cache) >= self.max_cached:
+            cache.pop(next(iter(cache)))  # oldest first: dicts keep insertion order
+        cache[url] = value
 
 
 def canonical(message: Mapping[str, str]) -> bytes:
@@ -124,12 +146,18 @@ def verify(
         isinstance(message.get(k), str) for k in ("Type", "MessageId", "Timestamp", "Message")
     ):
         raise Unverified("not an SNS message")
-    _check_signature(message, trust)
+    if message.get("TopicArn") not in settings.web.ses_topics:
+        # Before the certificate: an unknown topic costs us no outbound fetch at all.
+        raise Unverified("the SNS topic is not one of webhooks.ses.topics")
+    # The cheap checks first: a stale or malformed message costs no certificate fetch.
     try:
         sent = datetime.fromisoformat(message["Timestamp"].replace("Z", "+00:00"))
     except ValueError:
         raise Unverified("malformed SNS Timestamp") from None
+    if sent.tzinfo is None:
+        raise Unverified("the SNS Timestamp has no time zone")
     check_fresh(sent, now)
+    _check_signature(message, trust)
     kind = message["Type"]
     if kind == "SubscriptionConfirmation":
         url = str(message.get("SubscribeURL", ""))
@@ -143,8 +171,8 @@ def verify(
     if kind != "Notification":
         return SnsOutcome([])
     try:
-        inner = json.loads(message["Message"])
-    except json.JSONDecodeError:
+        inner = load_json(message["Message"].encode("utf-8", "surrogatepass"))
+    except (BadPayload, UnicodeEncodeError):
         raise BadPayload("the SNS Message is not an SES notification") from None
     return SnsOutcome(_events(message["MessageId"], inner))
 
