@@ -234,13 +234,12 @@ class Daemon:
     def _send_notices(self) -> None:
         """Send the consent mails the public app queued (``brief serve`` does too; each row
         is claimed, so both at once never mail twice). Real time, not the slot clock."""
+        from .content import read_content
         from .notices import drain
 
         def library():
-            try:
-                return self.load_library()
-            except BriefError:
-                return None  # broken content must not hold back a welcome
+            # The valid part: one broken draft must not hold back a welcome's latest issue.
+            return read_content(self.settings).library
 
         try:
             report = drain(self.settings, self.engine, library=library)

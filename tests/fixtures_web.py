@@ -171,13 +171,14 @@ def outbox_messages(settings, *, deliver: bool = True) -> list:
     from email import policy
 
     if deliver:
-        from pipeline.content import load_content
+        from pipeline.content import read_content
         from pipeline.notices import drain
         from pipeline.store import open_store
 
         engine = open_store(settings.database.url)
         try:
-            drain(settings, engine, library=lambda: load_content(settings))
+            # The valid part of the content, as the public app and the daemon read it.
+            drain(settings, engine, library=lambda: read_content(settings).library)
         finally:
             engine.dispose()
 
