@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SAMPLE = SHARED / "reference" / "brief-sample-deep-learning.txt"
+# The glossary's format reference lives in the repository: tests read nothing outside it.
+SAMPLE = REPO / "docs" / "reference" / "brief-sample-deep-learning.txt"
 
 pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
 
