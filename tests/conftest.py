@@ -37,8 +37,12 @@ class Outcome:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A private copy of the repository's newsletter (settings, content, templates)."""
+def project(tmp_path: Path, sqlite_template: Path) -> Path:
+    """A private copy of the repository's newsletter (settings, content, templates), with
+    its default database in place, migrated and empty, as the first ``brief`` command
+    leaves it (a copy of the session's template: migrating per test is slow)."""
+    from tests.fixtures_store import copy_sqlite_template
+
     root = tmp_path / "newsletter"
     root.mkdir()
     for name in ("glossary", "museum", "issues", "templates"):
@@ -47,6 +51,7 @@ def project(tmp_path: Path) -> Path:
         else:
             (root / name).mkdir()
     shutil.copy(REPO / "brief.toml", root / "brief.toml")
+    copy_sqlite_template(sqlite_template, root / ".brief" / "brief.db")
     return root
 
 
