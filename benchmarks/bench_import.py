@@ -7,6 +7,7 @@ process so peak RSS belongs to that run alone.
 
     .venv/bin/python benchmarks/bench_import.py            # 100k and 1M, both backends
     .venv/bin/python benchmarks/bench_import.py --rows 100000 --backend sqlite
+    .venv/bin/python benchmarks/bench_import.py --smoke    # 200 rows, both backends: CI
 """
 
 from __future__ import annotations
@@ -98,12 +99,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, action="append", help="rows (repeatable)")
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], action="append")
+    parser.add_argument(
+        "--smoke", action="store_true", help="200 rows (CI: keeps the script alive)"
+    )
     parser.add_argument("--child", nargs=2, metavar=("URL", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(*args.child)
         return
-    sizes = args.rows or [100_000, 1_000_000]
+    sizes = args.rows or ([200] if args.smoke else [100_000, 1_000_000])
     backends = args.backend or ["sqlite", "postgresql"]
     print(
         f"{'backend':<11} {'rows':>9} {'seconds':>8} {'rows/s':>8} {'peak RSS':>9}"

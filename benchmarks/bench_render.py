@@ -1,6 +1,7 @@
 """Render speed: prints figures, asserts nothing (speed targets live here, not in tests).
 
     .venv/bin/python benchmarks/bench_render.py [--config brief.toml] [--issue 1] [--runs 200]
+    .venv/bin/python benchmarks/bench_render.py --smoke   # every step once, no node: CI
 
 Measures, in this run: the warm render of one issue (Markdown, Jinja2, MJML, text;
 median of many), the MJML compile step alone with mjml-python (MRML), the same MJML
@@ -91,17 +92,24 @@ def main() -> None:
     ap.add_argument("--issue", default="1")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--process-runs", type=int, default=7)
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every step at the smallest size, node columns off (CI: keeps the script alive)",
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.runs, args.process_runs = 2, 1
 
     from mjml import mjml2html
 
     from pipeline.config import load_settings
+    from pipeline.content import load_content
     from pipeline.render import render_issue, render_mjml
     from pipeline.templating import environment
-    from pipeline.web.preview import load_library
 
     settings = load_settings(args.config)
-    library = load_library(settings)
+    library = load_content(settings)
     issue = library.issue(args.issue)
     env = environment(settings)
     source = render_mjml(issue, library, settings, env)
@@ -119,7 +127,8 @@ def main() -> None:
     )
     print(f"MJML compile, mjml-python (MRML) in process, median of {args.runs}: {mrml:.2f} ms")
 
-    folder = node_dir()
+    # The smoke run stays on this machine: the node columns may download from npm.
+    folder = None if args.smoke else node_dir()
     if folder:
         with tempfile.TemporaryDirectory() as tmp:
             mj = Path(tmp) / "issue.mjml"

@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_send.py               # 10,000 and 100,000 subscribers
     .venv/bin/python benchmarks/bench_send.py 2000          # a quick look
     .venv/bin/python benchmarks/bench_send.py --profile 20000   # what grows during a send
+    .venv/bin/python benchmarks/bench_send.py --smoke       # both modes at 40: CI
 
 For each size, every measured step runs in a process of its own, so a peak RSS
 belongs to that step alone (read with ``os.wait4`` from the kernel's high-water
@@ -224,7 +225,8 @@ def child_profile(root: Path) -> None:
     for sent, rss, py, (sq, used, free) in tenths:
         print(f"  {sent:>8,} {rss:7.1f} {py / 2**20:7.1f} {sq:7.1f} {used:7.1f} {free:7.1f}")
     (n0, rss0, s0), (n1, rss1, s1) = marks["early"], marks["late"]
-    sent = n1 - n0
+    # A smoke-sized send can finish in one batch: both marks then fall on the same count.
+    sent = max(n1 - n0, 1)
     diff = s1.compare_to(s0, "traceback")
     grown = sum(d.size_diff for d in diff)
     print(f"between {n0:,} and {n1:,} sent ({sent:,} messages):")
@@ -377,6 +379,10 @@ def main(argv: list[str]) -> None:
             raise SystemExit(f"unknown child {kind!r}")
         print(json.dumps(out), flush=True)
         return
+    if argv[:1] == ["--smoke"]:
+        # The smallest size through every path (CI runs this so the script cannot rot).
+        argv = ["40"]
+        profile(40)
     if argv[:1] == ["--profile"]:
         return profile(int(argv[1]) if len(argv) > 1 else 20_000)
     sizes = [int(a) for a in argv] or [10_000, 100_000]

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-SAMPLE = SHARED / "reference" / "brief-sample-deep-learning.txt"
+# The glossary's format reference lives in the repository: tests read nothing outside it.
+SAMPLE = REPO / "docs" / "reference" / "brief-sample-deep-learning.txt"
 
 pytest_plugins = sorted(f"tests.{p.stem}" for p in Path(__file__).parent.glob("fixtures_*.py"))
 
@@ -37,8 +37,12 @@ class Outcome:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    """A private copy of the repository's newsletter (settings, content, templates)."""
+def project(tmp_path: Path, sqlite_template: Path) -> Path:
+    """A private copy of the repository's newsletter (settings, content, templates), with
+    its default database in place, migrated and empty, as the first ``brief`` command
+    leaves it (a copy of the session's template: migrating per test is slow)."""
+    from tests.fixtures_store import copy_sqlite_template
+
     root = tmp_path / "newsletter"
     root.mkdir()
     for name in ("glossary", "museum", "issues", "templates"):
@@ -47,6 +51,7 @@ def project(tmp_path: Path) -> Path:
         else:
             (root / name).mkdir()
     shutil.copy(REPO / "brief.toml", root / "brief.toml")
+    copy_sqlite_template(sqlite_template, root / ".brief" / "brief.db")
     return root
 
 

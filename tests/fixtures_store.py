@@ -1,12 +1,19 @@
 """Store fixtures: every store test runs on SQLite and on the local PostgreSQL.
 
-The PostgreSQL half uses a fresh schema per test (dropped afterwards) on
-127.0.0.1:5432, database ``test``, trust auth; when no server answers it is
-skipped with the reason, never silently passed.
+Migrating is the slow part of a store test, so each test session migrates once per
+backend and every test gets a copy of that migrated, empty store: on SQLite a copy of
+the file, on PostgreSQL a database made with ``CREATE DATABASE ... TEMPLATE`` (a copy
+of the template's files, ~25 ms, against ~110 ms for migrating a fresh schema; replaying
+a ``pg_dump --schema-only`` of it took ~150 ms) and dropped afterwards. Tests of the
+migrations themselves take ``unmigrated_store_url``, which starts from nothing.
+
+PostgreSQL is 127.0.0.1:5432, database ``test``, trust auth; when no server answers the
+PostgreSQL half is skipped with the reason, never silently passed.
 """
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +21,7 @@ from pathlib import Path
 import pytest
 
 PG_BASE = "postgresql+psycopg://{user}@127.0.0.1:5432/test"
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 
 
 def _pg_admin_url() -> str:
@@ -35,11 +43,82 @@ def _pg_admin_url() -> str:
     pytest.skip("PostgreSQL not reachable at 127.0.0.1:5432: " + "; ".join(reasons))
 
 
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
-)
+def _pg_database_url(admin_url: str, database: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(admin_url).set(database=database).render_as_string(hide_password=False)
+
+
+def _pg_autocommit(admin_url: str):
+    import sqlalchemy as sa
+
+    # CREATE/DROP DATABASE cannot run inside a transaction block.
+    return sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session (copy it, never write to it)."""
+    from pipeline.store import open_store
+
+    path = tmp_path_factory.mktemp("store-template") / "brief.db"
+    open_store(f"sqlite:///{path}").dispose()
+    # Closing the last connection checkpoints the WAL into the file: the file is complete.
+    assert not path.with_name("brief.db-wal").exists()
+    return path
+
+
+def copy_sqlite_template(template: Path, dest: Path) -> Path:
+    """Place a copy of the migrated template at ``dest`` (its folder made)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, dest)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[tuple[str, str]]:
+    """(admin URL, name of a database migrated to head once per session)."""
+    from pipeline.store import open_store
+
+    admin_url = _pg_admin_url()
+    name = f"brief_template_{uuid.uuid4().hex[:12]}"
+    admin = _pg_autocommit(admin_url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        open_store(_pg_database_url(admin_url, name)).dispose()
+        yield admin_url, name
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path: Path) -> Iterator[str]:
-    """A database URL for an empty store, on each backend."""
+    """A database URL for an empty store, migrated to head, on each backend."""
+    if request.param == "sqlite":
+        template = request.getfixturevalue("sqlite_template")
+        path = copy_sqlite_template(template, tmp_path / "store" / "brief.db")
+        yield f"sqlite:///{path}"
+        return
+    admin_url, template_name = request.getfixturevalue("pg_template")
+    name = f"brief_test_{uuid.uuid4().hex[:12]}"
+    admin = _pg_autocommit(admin_url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"')
+    try:
+        yield _pg_database_url(admin_url, name)
+    finally:
+        # FORCE: a connection the test left open must not keep its database alive.
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+def unmigrated_store_url(request, tmp_path: Path) -> Iterator[str]:
+    """A database URL with no schema at all, on each backend: for tests of migrating."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store' / 'brief.db'}"
         return

@@ -10,6 +10,8 @@ from tests.conftest import Outcome
 def test_demo_assembles_renders_and_sends_through_the_outbox(project, brief):
     issue_file = next((project / "issues").glob("001-*.md"))
     before = issue_file.read_text(encoding="utf-8")
+    database = project / ".brief" / "brief.db"
+    database_before = database.read_bytes()
     outcome: Outcome = brief("demo", "--readers", "7", env={"BRIEF_NOW": "2026-11-25T12:00"})
     assert outcome.code == 0, outcome.err
     demo = project / ".brief" / "demo"
@@ -24,7 +26,9 @@ def test_demo_assembles_renders_and_sends_through_the_outbox(project, brief):
     # the copy's issue is sent; the operator's own issue file is untouched
     assert "status: sent" in (demo / "issues" / issue_file.name).read_text(encoding="utf-8")
     assert issue_file.read_text(encoding="utf-8") == before
-    assert not (project / ".brief" / "brief.db").exists()
+    # The operator's database (the fixture's migrated, empty one) is untouched, WAL included.
+    assert database.read_bytes() == database_before
+    assert not database.with_name("brief.db-wal").exists()
     # the sent issue is in the demo's web archive, with its glossary entry
     assert (demo / "site" / "issues" / "001" / "index.html").is_file()
     assert (demo / "site" / "glossary" / "deep-learning" / "index.html").is_file()

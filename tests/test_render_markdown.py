@@ -15,7 +15,10 @@ def test_html_takes_inline_styles_from_the_template_mapping():
 
 
 def test_raw_html_in_content_is_escaped_not_rendered():
-    assert "<script>" not in to_html("Hello <script>alert(1)</script>")
+    out = to_html("Hello <script>alert(1)</script>")
+    assert "<script>" not in out
+    # The editor's text is still there, shown as text: escaped, not dropped.
+    assert out == "<p>Hello &lt;script&gt;alert(1)&lt;/script&gt;</p>\n"
 
 
 def test_same_url_keeps_its_footnote_number_and_numbers_run_across_sections():

@@ -26,8 +26,8 @@ def test_revision_0001_is_the_root_of_the_migration_chain():
     assert [r.revision for r in script.walk_revisions()][-1] == "0001"
 
 
-def test_open_store_migrates_an_empty_database_to_head(store_url):
-    engine = open_store(store_url)
+def test_open_store_migrates_an_empty_database_to_head(unmigrated_store_url):
+    engine = open_store(unmigrated_store_url)
     try:
         names = set(sa.inspect(engine).get_table_names())
         assert TABLES <= names
@@ -38,16 +38,30 @@ def test_open_store_migrates_an_empty_database_to_head(store_url):
         engine.dispose()
 
 
-def test_open_store_twice_is_idempotent_and_keeps_data(store_url):
+def test_store_url_is_an_empty_store_already_at_head(store_url):
+    # The fixture hands out a copy of a migrated template: schema at head, no rows.
+    engine = sa.create_engine(store_url)
+    try:
+        assert TABLES <= set(sa.inspect(engine).get_table_names())
+        with engine.connect() as conn:
+            versions = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars()
+            assert sorted(versions) == _script_heads()
+            for table in ("lists", "subscribers", "memberships", "events", "suppressions"):
+                assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM {table}").scalar() == 0
+    finally:
+        engine.dispose()
+
+
+def test_open_store_twice_is_idempotent_and_keeps_data(unmigrated_store_url):
     from pipeline.store import create_list, lists
 
-    first = open_store(store_url)
+    first = open_store(unmigrated_store_url)
     create_list(first, "weekly")
     first.dispose()
-    again = open_store(store_url)
+    again = open_store(unmigrated_store_url)
     try:
         assert [li.name for li in lists(again)] == ["weekly"]
-        assert upgrade(store_url) == _script_heads()
+        assert upgrade(unmigrated_store_url) == _script_heads()
     finally:
         again.dispose()
 

@@ -1,0 +1,44 @@
+"""Every script in benchmarks/ runs end to end at its tiny ``--smoke`` size.
+
+A smoke run judges no figures (speed is measured in benchmarks/, never asserted in
+tests); it only proves the script still runs against today's code, so a moved function
+fails here instead of on the day someone wants the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+SCRIPTS = sorted((REPO / "benchmarks").glob("bench_*.py"))
+
+
+def test_there_are_benchmarks_to_smoke():
+    assert [s.name for s in SCRIPTS] and all(s.name.startswith("bench_") for s in SCRIPTS)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("script", SCRIPTS, ids=[s.stem for s in SCRIPTS])
+def test_benchmark_runs_at_smoke_size(script, tmp_path):
+    # A clean environment: no BRIEF_* settings leak in, and scratch files go under tmp_path.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEF_")}
+    env["TMPDIR"] = str(tmp_path)
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{script.name} --smoke exited {done.returncode}:\n{output}"
+    if "skipped" in output:
+        # A part left out (PostgreSQL down): a skip, which CI (BRIEF_NO_SKIPS) turns into a failure.
+        pytest.skip(f"{script.name} --smoke left a part out:\n{output}")
