@@ -336,7 +336,8 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
             f"issue {number:03d} has not been sent"
             + (f" to list {list_name!r}" if list_name else "")
         )
-    out, groups = [], []
+    out: list[dict] = []
+    groups = []
     for c in found:
         counts = ledger.state_counts(engine, c.id)
         groups.append(ledger.failures(engine, c.id))
@@ -370,16 +371,16 @@ def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> No
     if as_json:
         print_json(out)
         return
-    for c, failures in zip(out, groups, strict=True):
-        counts = c["counts"]
+    for row, failures in zip(out, groups, strict=True):
+        counts = row["counts"]
         click.echo(
-            f"issue {number:03d} to list {c['list']!r} through {c['provider']}: "
-            f"{c['state']}" + (f" ({c['reason']})" if c["reason"] else "")
+            f"issue {number:03d} to list {row['list']!r} through {row['provider']}: "
+            f"{row['state']}" + (f" ({row['reason']})" if row["reason"] else "")
         )
-        click.echo("  " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {c['total']}")
-        if c["rate"]:
-            click.echo(f"  rate achieved: {c['rate']:.1f} messages/s")
+        click.echo("  " + ", ".join(f"{k} {v}" for k, v in counts.items()) + f" of {row['total']}")
+        if row["rate"]:
+            click.echo(f"  rate achieved: {row['rate']:.1f} messages/s")
         for f in failures:
             click.echo(_failure_line(f))
-        for f in c["failed"][:20]:
+        for f in row["failed"][:20]:
             click.echo(f"    {f['email'] or '#' + str(f['subscriber_id'])} ({f['state']})")

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 import sqlalchemy as sa
@@ -134,7 +134,15 @@ def queued(engine: Engine) -> list[Notice]:
     with reading(engine) as conn:
         rows = conn.execute(sa.select(t).order_by(t.c.id)).all()
     return [
-        Notice(r.id, NoticeKind(r.kind), r.email, r.list_name, r.attempts, as_utc(r.due_at))
+        # due_at is NOT NULL: as_utc only gives None for None.
+        Notice(
+            r.id,
+            NoticeKind(r.kind),
+            r.email,
+            r.list_name,
+            r.attempts,
+            cast(datetime, as_utc(r.due_at)),
+        )
         for r in rows
     ]
 

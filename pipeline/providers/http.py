@@ -316,7 +316,7 @@ class HttpProvider:
         self.api = api_config(settings, self.name, self._base_url(settings))
         self.session: requests.Session | None = None
         self._extra_left = 0
-        self._alone = {}
+        self._alone: dict[str, Failure] = {}  # refused alone during this push, by key
 
     def _base_url(self, settings: Settings) -> str | None:
         """The base URL when it is not simply the table's ``base_url`` (SES by region)."""
@@ -352,7 +352,7 @@ class HttpProvider:
         # too large: plenty for a few bad addresses among 1000, not one per recipient
         # when the refusal is really about every one of them (then: pause).
         self._extra_left = 8 * max(2, math.ceil(math.log2(len(batch))))
-        self._alone: dict[str, Failure] = {}
+        self._alone = {}
         results = self._deliver(batch)
         everyone = len(batch) > 1 and len(self._alone) == len(batch)
         if self._alone and (self._extra_left <= 0 or everyone):
@@ -380,8 +380,8 @@ class HttpProvider:
                 self._alone[batch[0].key] = answer.alone
                 return [answer.alone.result(batch[0])]
             half = len(batch) // 2
-            cause = Failure(Fate.SENDER, answer.alone.code, answer.alone.reason)
-            return self._in_turn([batch[:half], batch[half:]], cause)
+            why = Failure(Fate.SENDER, answer.alone.code, answer.alone.reason)
+            return self._in_turn([batch[:half], batch[half:]], why)
         return answer
 
     def _in_turn(self, parts: list[list[OutgoingMessage]], cause: Failure) -> list[Result]:

@@ -169,10 +169,8 @@ def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime)
     """A holder is alive while its heartbeat is fresh. On this host a fresh holder whose
     process is gone is dead at once; a PID check never revives a stale heartbeat (PIDs
     are reused, so some process may well have the old number)."""
-    if not holder:
-        return False
-    fresh = heartbeat is not None and now - as_utc(heartbeat) < STALE_AFTER
-    if not fresh:
+    beat = as_utc(heartbeat)
+    if not holder or beat is None or now - beat >= STALE_AFTER:
         return False
     host, _, rest = holder.partition(":")
     pid, _, nonce = rest.partition(":")
@@ -203,7 +201,7 @@ def _campaign(row: sa.Row) -> Campaign:
         pause_kind=PauseKind(row.pause_kind) if row.pause_kind else None,
         total=row.total,
         holder=row.holder,
-        created_at=as_utc(row.created_at),
+        created_at=as_utc(row.created_at) or utcnow(),  # NOT NULL: never the fallback
         started_at=as_utc(row.started_at),
         finished_at=as_utc(row.finished_at),
     )
@@ -353,11 +351,13 @@ def live_senders(engine: Engine, campaign_id: int, now: datetime | None = None) 
     """The holder and the joined senders of a campaign that are alive now."""
     now = now or utcnow()
     with reading(engine) as conn:
-        rows = conn.execute(
-            sa.select(campaigns.c.holder, campaigns.c.heartbeat).where(
-                campaigns.c.id == campaign_id
-            )
-        ).all()
+        rows = list(
+            conn.execute(
+                sa.select(campaigns.c.holder, campaigns.c.heartbeat).where(
+                    campaigns.c.id == campaign_id
+                )
+            ).all()
+        )
         rows += conn.execute(
             sa.select(campaign_senders.c.holder, campaign_senders.c.heartbeat).where(
                 campaign_senders.c.campaign_id == campaign_id
@@ -568,8 +568,10 @@ def claim(
             .values(state=DeliveryState.CLAIMED, sender=sender, updated_at=now)
             .returning(d.id, d.subscriber_id, d.attempts)
         ).all()
-    rows.sort(key=lambda r: r.subscriber_id)
-    return [Claimed(r.id, r.subscriber_id, r.attempts) for r in rows]
+    return [
+        Claimed(r.id, r.subscriber_id, r.attempts)
+        for r in sorted(rows, key=lambda r: r.subscriber_id)
+    ]
 
 
 def busy_elsewhere(engine: Engine, campaign_id: int, sender: str) -> int:
@@ -648,7 +650,7 @@ def _step_statements() -> tuple:
             updated_at=now,
         )
     )
-    ids = sa.bindparam("b_ids", expanding=True)
+    ids: sa.BindParameter = sa.bindparam("b_ids", expanding=True)
 
     def move(old: DeliveryState, new: DeliveryState):
         return (
