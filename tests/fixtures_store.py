@@ -69,9 +69,11 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_sqlite_template(template: Path, dest: Path) -> Path:
-    """Place a copy of the migrated template at ``dest`` (its folder made)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    """Place a copy of the migrated template at ``dest`` as the store leaves a database it
+    creates: the folder 0700, the file 0600."""
+    dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     shutil.copyfile(template, dest)
+    dest.chmod(0o600)
     return dest
 
 

@@ -4,6 +4,8 @@ the umask. Each test sets the common umask 022, under which they used to be 0644
 
 from __future__ import annotations
 
+import shutil
+
 import os
 import stat
 from collections.abc import Iterator
@@ -79,6 +81,7 @@ def test_cli_creates_brief_folder_database_and_export_private(brief, project):
 def test_outbox_creating_the_state_folder_makes_it_private(settings):
     from pipeline.providers import load_provider
 
+    shutil.rmtree(settings.root / ".brief")  # the fixture's database: the outbox comes first
     provider = load_provider(settings)
     provider.open()
     provider.close()
@@ -87,5 +90,6 @@ def test_outbox_creating_the_state_folder_makes_it_private(settings):
 
 
 def test_render_creating_the_state_folder_makes_it_private(brief, project):
+    shutil.rmtree(project / ".brief")  # the fixture's database: render comes first
     assert brief("render", "1").code == 0
     assert oct(mode(project / ".brief")) == oct(0o700)
