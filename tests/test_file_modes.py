@@ -4,9 +4,8 @@ the umask. Each test sets the common umask 022, under which they used to be 0644
 
 from __future__ import annotations
 
-import shutil
-
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
