@@ -44,6 +44,7 @@ from .workers import Answer, Chunk, Step, Worker, delivery_key
 SENDABLE = ("approved", "sent")
 HEARTBEAT_EVERY = 10.0
 CLAIM_IDLE = 0.5  # seconds between claims once nothing more was due
+PROGRESS_EVERY = 0.1  # seconds between two progress reports
 LEFT = "not sent: no longer in the audience (unsubscribed, suppressed or erased)"
 STOPPED = "stopped before the end; run the send again to resume"
 
@@ -283,6 +284,7 @@ class _Desk:
         self.progress = progress
         self.batch_size = settings.provider.batch_size
         self.limiter = RateLimiter(settings.provider.rate_per_second)
+        self.writer = lg.StepWriter(engine)
         self.inbox: queue.Queue = queue.Queue()
         self.steps: queue.Queue = queue.Queue()
         self.workers = [
@@ -301,6 +303,7 @@ class _Desk:
         self.retrying = 0
         self.started = time.monotonic()
         self.last_beat = time.monotonic()
+        self.last_report = 0.0
 
     def run(self) -> tuple[PauseKind | None, str | None]:
         """Send until nothing is due or a pause; returns (pause kind, reason) or (None, None)."""
@@ -320,6 +323,7 @@ class _Desk:
                 self._serve(timeout=1.0)
         finally:
             self._finish()
+            self._report(final=True)
         return self.kind, self.reason
 
     # -- claiming ------------------------------------------------------------
@@ -416,7 +420,7 @@ class _Desk:
         go = self.kind is None and not self.closing
         handover = [c.id for s in steps for c in s.handover] if go else []
         returned = [c.id for s in steps for c in s.returned]
-        lg.write_step(self.engine, verdict.outcomes, inflight=handover, release=returned, now=now)
+        self.writer.step(verdict.outcomes, inflight=handover, release=returned, now=now)
         for s in steps:
             if s.handover:
                 s.go = go
@@ -451,7 +455,7 @@ class _Desk:
             back.extend(c.id for c, _ in chunk.rows)
             self.outstanding -= 1
         if back:
-            lg.release_claims(self.engine, back)
+            self.writer.step(release=back)
         while self.outstanding > 0:
             self._beat()
             self._serve(timeout=1.0)
@@ -459,6 +463,7 @@ class _Desk:
             self.inbox.put(None)
         for w in self.workers:
             w.join(timeout=30)
+        self.writer.close()
 
     def _beat(self) -> None:
         # Beat while waiting too (a slow provider call, a retry that is not due yet): a
@@ -475,9 +480,14 @@ class _Desk:
         if state is CampaignState.PAUSED and kind in (PauseKind.GUARD, PauseKind.PROVIDER):
             self._pause(kind, "paused by another sender of this campaign; see brief status")
 
-    def _report(self, next_retry_in: float | None = None) -> None:
+    def _report(self, next_retry_in: float | None = None, *, final: bool = False) -> None:
+        # A progress bar redrawn per provider answer costs the desk more than the answer:
+        # ten times a second is what a person sees.
         if self.progress is None:
             return
+        if not final and time.monotonic() - self.last_report < PROGRESS_EVERY:
+            return
+        self.last_report = time.monotonic()
         elapsed = time.monotonic() - self.started
         done = self.tally["sent"] + self.tally["failed"] + self.tally["unknown"]
         self.progress(

@@ -133,7 +133,7 @@ def open_store(url: str) -> Engine:
         _migrate(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise StoreError(f"cannot open the database {_describe(url)}: {_short(exc)}") from None
+        raise StoreError(f"cannot open the database {_describe(url)}: {one_line(exc)}") from None
     return engine
 
 
@@ -147,7 +147,7 @@ def upgrade(url: str) -> list[str]:
         engine.dispose()
 
 
-def _short(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     """One line from a database error, without SQLAlchemy's SQL dump and URL footer."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         text = str(exc.orig)
@@ -163,7 +163,7 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         with engine.begin() as conn:
             yield conn
     except SQLAlchemyError as exc:
-        raise StoreError(f"database error: {_short(exc)}") from None
+        raise StoreError(f"database error: {one_line(exc)}") from None
 
 
 def read_connection(engine: Engine) -> Connection:
@@ -178,4 +178,4 @@ def reading(engine: Engine) -> Iterator[Connection]:
         with read_connection(engine) as conn:
             yield conn
     except SQLAlchemyError as exc:
-        raise StoreError(f"database error: {_short(exc)}") from None
+        raise StoreError(f"database error: {one_line(exc)}") from None

@@ -12,7 +12,6 @@ the provider may or may not have them, and only those are in doubt.
 from __future__ import annotations
 
 import enum
-import functools
 import os
 import secrets
 import socket
@@ -23,10 +22,11 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.errors import NotFound, SendError
+from pipeline.errors import NotFound, SendError, StoreError
 from pipeline.store.audience import audience_select
-from pipeline.store.db import as_utc, reading, transaction, utcnow
+from pipeline.store.db import as_utc, one_line, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
 from pipeline.store.schema import UTC_TIME, BigId, memberships, metadata, subscribers
 
@@ -618,27 +618,24 @@ class Outcome:
     counted: bool = True
 
 
-@functools.cache
-def _step_statements() -> tuple:
-    """The send loop's four writes, built once: it runs them for every provider call, and
-    building an expression costs more than SQLite takes to run it."""
+def _step_statements() -> dict[str, sa.Update]:
+    """The send loop's writes: an answer (sent, or anything else), and a row moved from
+    one state to another (claimed to in flight before a hand-over, or back to pending)."""
     d = deliveries.c
     now = sa.bindparam("b_now", type_=UTC_TIME)
-    sent = (
-        deliveries.update()
+    return {
+        "sent": deliveries.update()
         .where(d.id == sa.bindparam("b_id"))
         .values(
-            state=DeliveryState.SENT.value,
+            state=sa.bindparam("b_sent"),
             provider_id=sa.bindparam("b_pid"),
             attempts=d.attempts + 1,
-            last_error=None,
-            error_code=None,
+            last_error=sa.null(),
+            error_code=sa.null(),
             sent_at=now,
             updated_at=now,
-        )
-    )
-    rest = (
-        deliveries.update()
+        ),
+        "rest": deliveries.update()
         .where(d.id == sa.bindparam("b_id"))
         .values(
             state=sa.bindparam("b_state"),
@@ -648,23 +645,99 @@ def _step_statements() -> tuple:
             next_attempt_at=sa.bindparam("b_next", type_=UTC_TIME),
             attempts=d.attempts + sa.bindparam("b_tries", type_=sa.Integer),
             updated_at=now,
-        )
-    )
-    ids: sa.BindParameter = sa.bindparam("b_ids", expanding=True)
+        ),
+        "move": deliveries.update()
+        .where(d.id == sa.bindparam("b_id"), d.state == sa.bindparam("b_old"))
+        .values(state=sa.bindparam("b_new"), updated_at=now),
+    }
 
-    def move(old: DeliveryState, new: DeliveryState):
-        return (
-            deliveries.update()
-            .where(d.id.in_(ids), d.state == old.value)
-            .values(state=new.value, updated_at=now)
-        )
 
-    return (
-        sent,
-        rest,
-        move(DeliveryState.CLAIMED, DeliveryState.INFLIGHT),
-        move(DeliveryState.CLAIMED, DeliveryState.PENDING),
-    )
+class StepWriter:
+    """The send loop's hot path: one transaction per turn for the answers the providers
+    gave, the rows about to be handed over (``inflight``) and claimed rows given back.
+
+    It runs for every provider call, so the statements are compiled once for the
+    engine's dialect and run with ``exec_driver_sql`` on one connection kept for the
+    whole send: building and compiling a Core statement per call cost several times
+    what the database takes to run it (1.9 ms of CPU a turn, the desk's whole budget).
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        dialect = engine.dialect
+        self._sql: dict[str, tuple[str, tuple[str, ...] | None, dict]] = {}
+        for name, stmt in _step_statements().items():
+            compiled = stmt.compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if compiled.positional else None
+            # Literal values in the statement (``attempts + 1``) are parameters too.
+            fixed = {k: v for k, v in compiled.params.items() if v is not None}
+            self._sql[name] = (compiled.string, order, fixed)
+        # Datetimes as the dialect stores them (SQLite: text without the offset).
+        self._time = UTC_TIME.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
+        self._conn: Connection | None = None
+
+    def _params(self, name: str, rows: list[dict]) -> list:
+        _sql, order, fixed = self._sql[name]
+        full = [{**fixed, **r} for r in rows] if fixed else rows
+        if order is None:
+            return full
+        return [tuple(r[k] for k in order) for r in full]
+
+    def _run(self, conn: Connection, name: str, rows: list[dict]) -> None:
+        if rows:
+            conn.exec_driver_sql(self._sql[name][0], self._params(name, rows))
+
+    def step(
+        self,
+        outcomes: Iterable[Outcome] = (),
+        inflight: Sequence[int] = (),
+        release: Sequence[int] = (),
+        now: datetime | None = None,
+    ) -> None:
+        """Write one turn in one transaction (StoreError when the database refuses)."""
+        at = self._time(now or utcnow())
+        sent, rest = [], []
+        for o in outcomes:
+            if o.state == DeliveryState.SENT:
+                pid = (o.provider_id or "")[:300] or None
+                sent.append({"b_id": o.id, "b_pid": pid, "b_now": at, "b_sent": "sent"})
+            else:
+                rest.append(
+                    {
+                        "b_id": o.id,
+                        "b_state": DeliveryState(o.state).value,
+                        "b_err": (o.error or "")[:500],
+                        "b_code": (o.code or "")[:64] or None,
+                        "b_perm": bool(o.permanent),
+                        "b_next": self._time(o.next_attempt_at) if o.next_attempt_at else None,
+                        "b_tries": 1 if o.counted else 0,
+                        "b_now": at,
+                    }
+                )
+        moves = [
+            {"b_id": i, "b_old": "claimed", "b_new": "inflight", "b_now": at} for i in inflight
+        ] + [{"b_id": i, "b_old": "claimed", "b_new": "pending", "b_now": at} for i in release]
+        if not (sent or rest or moves):
+            return
+        try:
+            if self._conn is None:
+                self._conn = self.engine.connect()
+            with self._conn.begin():
+                self._run(self._conn, "sent", sent)
+                self._run(self._conn, "rest", rest)
+                self._run(self._conn, "move", moves)
+        except SQLAlchemyError as exc:
+            self.close()
+            raise StoreError(f"database error: {one_line(exc)}") from None
+
+    def close(self) -> None:
+        """Give the connection back; the next step takes a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except SQLAlchemyError:
+                pass
 
 
 def write_step(
@@ -674,36 +747,12 @@ def write_step(
     release: Sequence[int] = (),
     now: datetime | None = None,
 ) -> None:
-    """One transaction for one turn of the send loop: the answers the providers gave,
-    the rows about to be handed over (``inflight``), and claimed rows given back."""
-    now = now or utcnow()
-    sent, rest = [], []
-    for o in outcomes:
-        if o.state == DeliveryState.SENT:
-            sent.append({"b_id": o.id, "b_pid": (o.provider_id or "")[:300] or None, "b_now": now})
-        else:
-            rest.append(
-                {
-                    "b_id": o.id,
-                    "b_state": DeliveryState(o.state).value,
-                    "b_err": (o.error or "")[:500],
-                    "b_code": (o.code or "")[:64] or None,
-                    "b_perm": o.permanent,
-                    "b_next": o.next_attempt_at,
-                    "b_tries": 1 if o.counted else 0,
-                    "b_now": now,
-                }
-            )
-    sent_stmt, rest_stmt, to_inflight, to_pending = _step_statements()
-    with transaction(engine) as conn:
-        if sent:
-            conn.execute(sent_stmt, sent)
-        if rest:
-            conn.execute(rest_stmt, rest)
-        if inflight:
-            conn.execute(to_inflight, {"b_ids": list(inflight), "b_now": now})
-        if release:
-            conn.execute(to_pending, {"b_ids": list(release), "b_now": now})
+    """One turn of the send loop written once, outside a send (tests, a stop)."""
+    writer = StepWriter(engine)
+    try:
+        writer.step(outcomes, inflight, release, now)
+    finally:
+        writer.close()
 
 
 def record(engine: Engine, outcomes: Iterable[Outcome], now: datetime | None = None) -> None:
