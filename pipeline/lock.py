@@ -24,20 +24,11 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .errors import LockLost, StoreError
 from .store.db import read_connection
+from .store.schema import locks
 
 log = logging.getLogger("brief.lock")
 
 DAEMON_LOCK = "brief-daemon"
-
-# The code's view of migration 0003's table.
-locks = sa.Table(
-    "locks",
-    sa.MetaData(),
-    sa.Column("name", sa.String(64), primary_key=True),
-    sa.Column("holder", sa.String(200), nullable=False),
-    sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("heartbeat", sa.DateTime(timezone=True), nullable=False),
-)
 
 
 def new_holder() -> str:

@@ -35,6 +35,7 @@ from .errors import BriefError
 from .lock import DAEMON_LOCK, fence
 from .store.db import read_connection
 from .store.ledger import CampaignState, PauseKind, campaigns
+from .store.schema import slot_events
 
 log = logging.getLogger("brief.scheduler")
 
@@ -49,18 +50,6 @@ MISS = "miss"  # the slot passed more than the grace period ago without a send
 EVENT_TEST = "test"
 EVENT_SKIPPED = "skipped"
 EVENT_MISSED = "missed"
-
-# The code's view of migration 0003's table.
-slot_events = sa.Table(
-    "slot_events",
-    sa.MetaData(),
-    sa.Column("slot", sa.Date, primary_key=True),
-    sa.Column("kind", sa.String(32), primary_key=True),
-    sa.Column("issue", sa.Integer),
-    sa.Column("holder", sa.String(200), nullable=False),
-    sa.Column("detail", sa.String(500), nullable=False, server_default=""),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-)
 
 
 @dataclass(frozen=True)

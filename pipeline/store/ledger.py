@@ -28,7 +28,14 @@ from pipeline.errors import NotFound, SendError, StoreError
 from pipeline.store.audience import audience_select
 from pipeline.store.db import as_utc, one_line, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
-from pipeline.store.schema import UTC_TIME, BigId, memberships, metadata, subscribers
+from pipeline.store.schema import (
+    UTC_TIME,
+    campaign_senders,
+    campaigns,
+    deliveries,
+    memberships,
+    subscribers,
+)
 
 
 class DeliveryState(enum.StrEnum):
@@ -65,69 +72,6 @@ CAMPAIGN_STATES = tuple(CampaignState)
 WRITTEN_OFF = "written off by the operator: the provider may have delivered it; not sent again"
 # A holder on another machine is presumed dead after this long without a heartbeat.
 STALE_AFTER = timedelta(minutes=2)
-
-campaigns = sa.Table(
-    "campaigns",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("issue_number", sa.Integer, nullable=False),
-    sa.Column("list_name", sa.String(64), nullable=False),
-    sa.Column("provider", sa.String(64), nullable=False),
-    sa.Column("subject", sa.String(500), nullable=False, server_default=""),
-    sa.Column("content_commit", sa.String(64), nullable=False, server_default="unknown"),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("pause_reason", sa.String(500)),
-    sa.Column("pause_kind", sa.String(16)),
-    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("holder", sa.String(200)),
-    sa.Column("heartbeat", UTC_TIME),
-    sa.Column("created_at", UTC_TIME, nullable=False),
-    sa.Column("started_at", UTC_TIME),
-    sa.Column("finished_at", UTC_TIME),
-    sa.UniqueConstraint("issue_number", "list_name", name="uq_campaigns_issue_list"),
-)
-
-deliveries = sa.Table(
-    "deliveries",
-    metadata,
-    sa.Column("id", BigId, primary_key=True),
-    sa.Column(
-        "campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False
-    ),
-    sa.Column("issue_number", sa.Integer, nullable=False),
-    sa.Column("subscriber_id", sa.Integer, nullable=False),
-    sa.Column("state", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("permanent", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("provider_id", sa.String(300)),
-    sa.Column("last_error", sa.String(500)),
-    sa.Column("error_code", sa.String(64)),
-    # Who claimed the row (a holder name) while it is claimed or in flight: after that
-    # sender dies, its rows, and only its, are settled.
-    sa.Column("sender", sa.String(200)),
-    sa.Column("next_attempt_at", UTC_TIME),
-    sa.Column("created_at", UTC_TIME, nullable=False),
-    sa.Column("updated_at", UTC_TIME, nullable=False),
-    sa.Column("sent_at", UTC_TIME),
-    sa.UniqueConstraint("issue_number", "subscriber_id", name="uq_deliveries_issue_subscriber"),
-    sa.Index("ix_deliveries_work", "campaign_id", "state", "subscriber_id"),
-)
-
-
-# Further senders that joined a running campaign (PostgreSQL only), each with its heartbeat.
-campaign_senders = sa.Table(
-    "campaign_senders",
-    metadata,
-    sa.Column(
-        "campaign_id",
-        sa.Integer,
-        sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    sa.Column("holder", sa.String(200), primary_key=True),
-    sa.Column("heartbeat", UTC_TIME, nullable=False),
-    sa.Column("joined_at", UTC_TIME, nullable=False),
-)
 
 
 @dataclass(frozen=True)

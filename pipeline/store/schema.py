@@ -129,3 +129,130 @@ notices = sa.Table(
     sa.CheckConstraint("kind IN ('subscribe', 'confirmation', 'welcome')", name="notice_kind"),
     sa.Index("ix_notices_due_at", "due_at"),
 )
+
+
+# ---------------------------------------------------------------------------
+# The send ledger (migrations 0002, 0005): campaigns, one delivery row per recipient,
+# and the further senders that joined a running campaign. Read and written in
+# ``store.ledger``.
+
+campaigns = sa.Table(
+    "campaigns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("issue_number", sa.Integer, nullable=False),
+    sa.Column("list_name", sa.String(64), nullable=False),
+    sa.Column("provider", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(500), nullable=False, server_default=""),
+    sa.Column("content_commit", sa.String(64), nullable=False, server_default="unknown"),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("pause_reason", sa.String(500)),
+    sa.Column("pause_kind", sa.String(16)),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("holder", sa.String(200)),
+    sa.Column("heartbeat", UTC_TIME),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("started_at", UTC_TIME),
+    sa.Column("finished_at", UTC_TIME),
+    sa.UniqueConstraint("issue_number", "list_name", name="uq_campaigns_issue_list"),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column(
+        "campaign_id", sa.Integer, sa.ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("issue_number", sa.Integer, nullable=False),
+    sa.Column("subscriber_id", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("permanent", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("provider_id", sa.String(300)),
+    sa.Column("last_error", sa.String(500)),
+    sa.Column("error_code", sa.String(64)),
+    # Who claimed the row (a holder name) while it is claimed or in flight: after that
+    # sender dies, its rows, and only its, are settled.
+    sa.Column("sender", sa.String(200)),
+    sa.Column("next_attempt_at", UTC_TIME),
+    sa.Column("created_at", UTC_TIME, nullable=False),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
+    sa.Column("sent_at", UTC_TIME),
+    sa.UniqueConstraint("issue_number", "subscriber_id", name="uq_deliveries_issue_subscriber"),
+    sa.Index("ix_deliveries_work", "campaign_id", "state", "subscriber_id"),
+)
+
+
+# Further senders that joined a running campaign (PostgreSQL only), each with its heartbeat.
+campaign_senders = sa.Table(
+    "campaign_senders",
+    metadata,
+    sa.Column(
+        "campaign_id",
+        sa.Integer,
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("holder", sa.String(200), primary_key=True),
+    sa.Column("heartbeat", UTC_TIME, nullable=False),
+    sa.Column("joined_at", UTC_TIME, nullable=False),
+)
+
+
+# ---------------------------------------------------------------------------
+# The daemon (migration 0003): the leader lock, once-per-slot events, and APScheduler's
+# job store, whose layout is APScheduler's (SQLAlchemyJobStore) but whose one owner is
+# this schema.
+
+locks = sa.Table(
+    "locks",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("expires_at", UTC_TIME, nullable=False),
+    sa.Column("heartbeat", UTC_TIME, nullable=False),
+)
+
+slot_events = sa.Table(
+    "slot_events",
+    metadata,
+    sa.Column("slot", sa.Date, primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("issue", sa.Integer),
+    sa.Column("holder", sa.String(200), nullable=False),
+    sa.Column("detail", sa.String(500), nullable=False, server_default=""),
+    sa.Column("at", UTC_TIME, nullable=False),
+)
+
+apscheduler_jobs = sa.Table(
+    "brief_apscheduler_jobs",
+    metadata,
+    sa.Column("id", sa.Unicode(191), primary_key=True),
+    sa.Column("next_run_time", sa.Float(25), index=True),
+    sa.Column("job_state", sa.LargeBinary, nullable=False),
+)
+
+
+# ---------------------------------------------------------------------------
+# The public side (migration 0004): webhook events applied (and used signature tokens),
+# and subscribe-form rate-limit hits.
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("provider", sa.String(32), primary_key=True),
+    sa.Column("event_id", sa.String(200), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("received_at", UTC_TIME, nullable=False),
+)
+
+rate_hits = sa.Table(
+    "rate_hits",
+    metadata,
+    sa.Column("id", BigId, primary_key=True),
+    sa.Column("scope", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("at", UTC_TIME, nullable=False),
+    sa.Index("ix_rate_hits_scope_key_at", "scope", "key_hash", "at"),
+)

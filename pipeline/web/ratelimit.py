@@ -12,16 +12,9 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-WINDOW = timedelta(hours=1)
+from ..store.schema import rate_hits
 
-rate_hits = sa.Table(
-    "rate_hits",
-    sa.MetaData(),
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("scope", sa.String(16), nullable=False),
-    sa.Column("key_hash", sa.String(64), nullable=False),
-    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-)
+WINDOW = timedelta(hours=1)
 
 
 def key_hash(scope: str, key: str) -> str:

@@ -21,19 +21,10 @@ from pipeline.errors import StoreError
 from pipeline.store.db import read_connection, utcnow
 from pipeline.store.events import log_event
 from pipeline.store.normalise import hash_normalised, normalise_email
-from pipeline.store.schema import subscribers
+from pipeline.store.schema import subscribers, webhook_events
 from pipeline.store.suppress import add_suppression
 
 from .common import Event
-
-webhook_events = sa.Table(
-    "webhook_events",
-    sa.MetaData(),
-    sa.Column("provider", sa.String(32), primary_key=True),
-    sa.Column("event_id", sa.String(200), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-)
 
 log = logging.getLogger("brief.webhooks")
 MAX_EVENT_ID = 200
