@@ -26,15 +26,8 @@ from typing import Any
 
 from .config import Settings
 from .errors import AddressRefused, SendError
-from .providers.base import Content, OutgoingMessage
+from .mail import PLACEHOLDERS, Content, OutgoingMessage
 
-# The contract with pipeline.render; kept equal to render.PLACEHOLDERS (a test checks)
-# and not imported from there, so building messages never loads Jinja2 or MJML.
-PLACEHOLDERS = {
-    "name": "%%BRIEF_NAME%%",
-    "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
-    "preferences_url": "%%BRIEF_PREFERENCES_URL%%",
-}
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
 TEST_PREFIX = "[TEST] "

@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -185,7 +185,7 @@ def drain(
         try:
             result = _deliver(settings, engine, row, env, library)
         except BriefError as exc:  # settings or templates: the operator's to fix; retry
-            result = Result.failed(row.kind, f"{type(exc).__name__}: {exc}", transient=True)
+            result = Result.temporary(row.kind, f"{type(exc).__name__}: {exc}")
         attempts = row.attempts + 1
         # A sign-up's only mail is its confirmation: the log names the mail.
         label = NoticeKind.CONFIRMATION.value if row.kind == "subscribe" else row.kind
@@ -287,7 +287,7 @@ def send_welcome(
         (m.unsubscribe_token for m in detail.memberships if m.list_name == list_name), None
     )
     if unsub is None:
-        return Result.failed("welcome", f"not a member of list {list_name}", transient=False)
+        return Result.permanent("welcome", f"not a member of list {list_name}")
     values = {
         "name": name or "",
         "list_name": list_name,
@@ -330,15 +330,11 @@ def _send(
     try:
         result = send_one(settings, email, name, subject, html, text)
     except ProviderError as exc:  # unreachable or refusing as a whole: the caller reports it
-        return Result.failed(kind, _scrub(str(exc), email), transient=True)
+        return Result.temporary(kind, _scrub(str(exc), email))
     if result.ok:
         return result
-    return Result.failed(
-        result.key,
-        _scrub(result.reason, email),
-        transient=result.transient,
-        suppress=result.suppress,
-    )
+    # The same fate and cause, without the address.
+    return replace(result, reason=_scrub(result.reason, email))
 
 
 def _scrub(reason: str, email: str) -> str:

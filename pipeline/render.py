@@ -8,7 +8,6 @@ fills by substitution, so nothing here runs per recipient. Any failure is a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from html.parser import HTMLParser
 
 import jinja2
@@ -16,27 +15,11 @@ import jinja2
 from .config import Settings
 from .content import Issue, Library
 from .errors import ContentError, Problem, RenderError
+from .mail import PLACEHOLDERS, Rendered, fill
 from .templating import environment, render_template
 
-PLACEHOLDERS = {
-    "name": "%%BRIEF_NAME%%",
-    "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
-    "preferences_url": "%%BRIEF_PREFERENCES_URL%%",
-}
 HTML_TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """An issue rendered once: what every recipient gets, placeholders included."""
-
-    issue_number: int
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    web_url: str
 
 
 def web_url(settings: Settings, issue: Issue) -> str:
@@ -212,13 +195,6 @@ def locate_mjml_problem(source: str) -> tuple[int, str, str]:
 def personalise(rendered: Rendered, values: dict[str, str]) -> tuple[str, str]:
     """HTML and text with the placeholders filled (values HTML-escaped in the HTML).
 
-    For previews and samples; the send path has its own faster MIME-level version.
+    For previews and samples; the send path fills a MIME skeleton instead (message).
     """
-    import html as htmlmod
-
-    out_html, out_text = rendered.html, rendered.text
-    for key, mark in PLACEHOLDERS.items():
-        value = values.get(key, "")
-        out_html = out_html.replace(mark, htmlmod.escape(value, quote=True))
-        out_text = out_text.replace(mark, value)
-    return out_html, out_text
+    return fill(rendered.html, values, as_html=True), fill(rendered.text, values, as_html=False)

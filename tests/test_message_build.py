@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pipeline.render import PLACEHOLDERS as RENDER_PLACEHOLDERS
 from pipeline.render import Rendered
 
 
@@ -46,12 +45,6 @@ def _values(name="Ada", token="u1.0.TOKENTOKENTOKENTOKENTOKE"):
 
 def _parse(raw: bytes):
     return email.message_from_bytes(raw, policy=email.policy.default)
-
-
-def test_placeholders_match_the_renderers():
-    from pipeline.message import PLACEHOLDERS
-
-    assert PLACEHOLDERS == RENDER_PLACEHOLDERS
 
 
 def test_message_carries_list_headers_commit_and_personal_links(settings):
@@ -195,3 +188,18 @@ def test_commit_names_the_content_repository_head(settings, tmp_path):
         ["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
     assert content_commit(tmp_path) == head
+
+
+def test_the_mail_contract_loads_neither_jinja2_nor_mjml():
+    """Building and pushing messages (message, providers) needs the contract alone: the
+    placeholders come from pipeline.mail, so a send worker never imports the renderer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import pipeline.message, pipeline.providers.http, pipeline.mail; "
+        "pipeline.providers.http.placeholders(); "
+        "print(sorted(m for m in ('jinja2', 'mjml', 'pipeline.render') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

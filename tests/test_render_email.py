@@ -150,12 +150,6 @@ def test_links_become_footnotes_listed_after_their_section(issue_project, render
     assert what.rstrip().endswith("[1] https://www.sec.gov/order\n[2] https://ex.org/s")
 
 
-def test_render_placeholders_are_the_message_contract():
-    from pipeline import message, render
-
-    assert render.PLACEHOLDERS == message.PLACEHOLDERS
-
-
 # --- errors name the template and line, and nothing half-rendered escapes --------
 
 

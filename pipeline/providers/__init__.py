@@ -14,9 +14,6 @@ from ..errors import ConfigError
 from .base import Provider
 
 GROUP = "brief.providers"
-# A Result reason starting with this says the provider may or may not have taken
-# the message (a connection lost after the hand-over); the ledger records "unknown".
-UNKNOWN_PREFIX = "unknown: "
 
 
 def _entry_points() -> dict[str, EntryPoint]:

@@ -28,6 +28,7 @@ from urllib3.exceptions import NewConnectionError
 from .. import __version__
 from ..config import Settings
 from ..errors import ProviderError, ProviderUnavailable
+from ..mail import PLACEHOLDERS
 from .base import Fate, OutgoingMessage, Result, scrub
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
@@ -271,9 +272,7 @@ def from_field(message: OutgoingMessage) -> str:
 
 
 def placeholders() -> Mapping[str, str]:
-    """Placeholder name -> marker in the rendered html/text (the render contract)."""
-    from ..render import PLACEHOLDERS  # imported when a push needs it, not at load time
-
+    """Placeholder name -> marker in the rendered html/text (the mail contract)."""
     return PLACEHOLDERS
 
 
