@@ -308,11 +308,11 @@ def subscribers_show(env: Any, email: str, as_json: bool) -> None:
 @click.pass_obj
 def subscribers_unsubscribe(env: Any, email: str, list_name: str | None, source: str) -> None:
     """Unsubscribe EMAIL from one list, or from everything (which also suppresses)."""
-    from pipeline.store import unsubscribe
+    from pipeline.store import unsubscribe_by_address
 
     if "@" not in email:
         raise StoreError(f"{email!r} is not an email address")
-    changed = unsubscribe(env.engine(), email, list_name=list_name, source=source)
+    changed = unsubscribe_by_address(env.engine(), email, list_name=list_name, source=source)
     where = list_name or "every list (address suppressed)"
     click.echo(f"unsubscribed from {where}: {changed} membership(s) changed")
 

@@ -14,7 +14,7 @@ from pipeline.store import (
     forget,
     import_csv,
     suppress,
-    unsubscribe,
+    unsubscribe_by_address,
 )
 
 
@@ -23,7 +23,7 @@ def test_audience_is_confirmed_members_not_unsubscribed_not_suppressed(store):
     add_subscriber(store, "confirmed@example.org", name="C", confirmed=True)
     add_subscriber(store, "pending@example.org")
     add_subscriber(store, "left@example.org", confirmed=True)
-    unsubscribe(store, "left@example.org", list_name="main")
+    unsubscribe_by_address(store, "left@example.org", list_name="main")
     add_subscriber(store, "bounced@example.org", confirmed=True)
     suppress(store, "bounced@example.org", "hard_bounce", "webhook")
     add_subscriber(store, "erased@example.org", confirmed=True)

@@ -16,7 +16,7 @@ from pipeline.store import (
     import_csv,
     show,
     suppress,
-    unsubscribe,
+    unsubscribe_by_address,
 )
 
 MIXED = (
@@ -39,7 +39,7 @@ def _prepare(store):
     add_subscriber(store, "eve@example.org", confirmed=True)
     suppress(store, "eve@example.org", "complaint", "provider webhook")
     add_subscriber(store, "fay@example.org", confirmed=True)
-    unsubscribe(store, "fay@example.org", list_name="main")
+    unsubscribe_by_address(store, "fay@example.org", list_name="main")
 
 
 def test_import_report_counts_each_outcome(store, write_csv):
@@ -83,7 +83,7 @@ def test_reimport_after_forget_stays_suppressed(store, write_csv):
 
 def test_import_never_confirms_a_pending_resubscription(store, write_csv):
     add_subscriber(store, "ann@example.org", confirmed=True)
-    unsubscribe(store, "ann@example.org", list_name="main")
+    unsubscribe_by_address(store, "ann@example.org", list_name="main")
     add_subscriber(store, "ann@example.org")  # pending: waiting for her own click
     report = import_csv(store, write_csv("email\nann@example.org\n"), confirmed=True, source="x")
     assert report.duplicates == 1

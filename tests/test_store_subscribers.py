@@ -23,7 +23,7 @@ from pipeline.store import (
     normalise_email,
     show,
     suppress,
-    unsubscribe,
+    unsubscribe_by_address,
 )
 from pipeline.store.schema import events
 
@@ -70,7 +70,7 @@ def test_add_to_a_missing_non_default_list_is_not_found(store):
 def test_consent_history_through_subscribe_confirm_unsubscribe_resubscribe(store):
     first = add_subscriber(store, "ann@example.org", name="Ann", source="web form")
     confirm(store, first.confirm_token)
-    assert unsubscribe(store, "ann@example.org", list_name="main") == 1
+    assert unsubscribe_by_address(store, "ann@example.org", list_name="main") == 1
     again = add_subscriber(store, "ann@example.org", source="web form")
     assert again.needs_confirmation
     confirm(store, again.confirm_token)
@@ -91,7 +91,7 @@ def test_consent_history_through_subscribe_confirm_unsubscribe_resubscribe(store
 
 def test_someone_who_unsubscribed_cannot_be_added_back_as_confirmed(store):
     add_subscriber(store, "ann@example.org", confirmed=True)
-    unsubscribe(store, "ann@example.org", list_name="main")
+    unsubscribe_by_address(store, "ann@example.org", list_name="main")
     with pytest.raises(StoreError, match="only the person can re-subscribe"):
         add_subscriber(store, "ann@example.org", confirmed=True)
     # Even once a new confirmation is pending, the operator cannot confirm for them.
@@ -104,14 +104,14 @@ def test_unsubscribe_from_everything_suppresses_the_address(store):
     create_list(store, "weekly")
     add_subscriber(store, "ann@example.org", confirmed=True)
     add_subscriber(store, "ann@example.org", list_name="weekly", confirmed=True)
-    assert unsubscribe(store, "ann@example.org") == 2
+    assert unsubscribe_by_address(store, "ann@example.org") == 2
     assert is_suppressed(store, "Ann@Example.org")
     assert {m.status for m in show(store, "ann@example.org").memberships} == {"unsubscribed"}
 
 
 def test_unsubscribe_unknown_address_is_not_found(store):
     with pytest.raises(NotFound):
-        unsubscribe(store, "ghost@example.org")
+        unsubscribe_by_address(store, "ghost@example.org")
 
 
 def test_hard_bounce_suppression_keeps_the_person_out_of_the_audience(store):
@@ -159,7 +159,7 @@ def test_forgotten_person_may_return_only_through_their_own_confirmation(store):
 
 def test_confirm_after_unsubscribing_does_not_resubscribe(store):
     result = add_subscriber(store, "ann@example.org")
-    unsubscribe(store, "ann@example.org", list_name="main")
+    unsubscribe_by_address(store, "ann@example.org", list_name="main")
     with pytest.raises(TokenError, match="out of date"):
         confirm(store, result.confirm_token)
 

@@ -14,7 +14,7 @@ from pipeline.store import (
     forget,
     resolve,
     show,
-    unsubscribe,
+    unsubscribe_by_token,
 )
 
 
@@ -72,7 +72,7 @@ def test_unsubscribe_by_token_leaves_only_that_list(store):
     create_list(store, "weekly")
     add_subscriber(store, "ann@example.org", confirmed=True)
     add_subscriber(store, "ann@example.org", list_name="weekly", confirmed=True)
-    assert unsubscribe(store, _recipient(store).unsubscribe_token, source="link") == 1
+    assert unsubscribe_by_token(store, _recipient(store).unsubscribe_token, source="link") == 1
     assert audience_count(store, "main") == 0
     assert audience_count(store, "weekly") == 1
 
@@ -83,25 +83,25 @@ def test_unsubscribe_all_token_leaves_every_list(store):
     add_subscriber(store, "ann@example.org", list_name="weekly", confirmed=True)
     token = _recipient(store, "weekly").unsubscribe_all_token
     assert resolve(store, token, "unsubscribe").scope == "all"
-    assert unsubscribe(store, token, source="link") == 2
+    assert unsubscribe_by_token(store, token, source="link") == 2
     assert audience_count(store, "main") == audience_count(store, "weekly") == 0
 
 
 def test_old_unsubscribe_link_after_resubscription_is_stale_not_silent(store):
     add_subscriber(store, "ann@example.org", confirmed=True)
     old = _recipient(store)
-    unsubscribe(store, old.unsubscribe_token, source="link")
+    unsubscribe_by_token(store, old.unsubscribe_token, source="link")
     again = add_subscriber(store, "ann@example.org", source="web form")
     confirm(store, again.confirm_token)
 
     target = resolve(store, old.unsubscribe_token, "unsubscribe")
     assert target.stale is True
     with pytest.raises(TokenError, match="predates a newer subscription"):
-        unsubscribe(store, old.unsubscribe_token)
+        unsubscribe_by_token(store, old.unsubscribe_token)
     assert audience_count(store, "main") == 1
     # The new link is current; the old one works only once the person has confirmed.
     assert resolve(store, _recipient(store).unsubscribe_token, "unsubscribe").stale is False
-    assert unsubscribe(store, old.unsubscribe_token, accept_stale=True) == 1
+    assert unsubscribe_by_token(store, old.unsubscribe_token, accept_stale=True) == 1
     assert audience_count(store, "main") == 0
 
 

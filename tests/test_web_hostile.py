@@ -12,7 +12,14 @@ from dataclasses import replace
 import pytest
 from starlette.testclient import TestClient
 
-from pipeline.store import add_subscriber, audience, audience_count, resolve, show, unsubscribe
+from pipeline.store import (
+    add_subscriber,
+    audience,
+    audience_count,
+    resolve,
+    show,
+    unsubscribe_by_token,
+)
 from pipeline.store import confirm as store_confirm
 from pipeline.web.public import create_app
 from tests.fixtures_web import outbox_messages
@@ -49,7 +56,7 @@ def test_token_id_past_the_integer_range_is_a_plain_404(store_client, kind, iden
 def test_stale_one_click_post_unsubscribes_on_each_backend(store_client, store):
     add_subscriber(store, ANN, "Ann", confirmed=True, source="test")
     old = next(audience(store, "main")).unsubscribe_token
-    unsubscribe(store, old, source="test")
+    unsubscribe_by_token(store, old, source="test")
     again = add_subscriber(store, ANN, source="test")
     store_confirm(store, again.confirm_token)
     assert audience_count(store, "main") == 1

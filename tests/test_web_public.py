@@ -16,7 +16,7 @@ from pipeline.store import (
     audience_count,
     create_list,
     show,
-    unsubscribe,
+    unsubscribe_by_token,
 )
 from pipeline.store import confirm as store_confirm
 from tests.fixtures_web import body_text, link_in, outbox_messages
@@ -218,7 +218,7 @@ def test_stale_unsubscribe_link_says_so_and_its_one_click_post_still_unsubscribe
     client, web_engine, member
 ):
     old = member.unsubscribe_token
-    unsubscribe(web_engine, old, source="test")
+    unsubscribe_by_token(web_engine, old, source="test")
     again = add_subscriber(web_engine, ANN, source="test")
     store_confirm(web_engine, again.confirm_token)
     assert audience_count(web_engine, "main") == 1

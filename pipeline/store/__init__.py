@@ -20,7 +20,8 @@ from pipeline.store.subscribers import (
     forget,
     list_subscribers,
     show,
-    unsubscribe,
+    unsubscribe_by_address,
+    unsubscribe_by_token,
 )
 from pipeline.store.suppress import is_suppressed, suppress
 from pipeline.store.tokens import TokenTarget, resolve
@@ -55,6 +56,7 @@ __all__ = [
     "resolve",
     "show",
     "suppress",
-    "unsubscribe",
+    "unsubscribe_by_address",
+    "unsubscribe_by_token",
     "upgrade",
 ]

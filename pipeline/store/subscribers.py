@@ -292,38 +292,39 @@ def confirm(engine: Engine, token: str, source: str = "link") -> TokenTarget:
     return TokenTarget(**{**target.__dict__, "status": "confirmed"})
 
 
-def unsubscribe(
-    engine: Engine,
-    who: str,
-    list_name: str | None = None,
-    source: str = "cli",
-    accept_stale: bool = False,
+def unsubscribe_by_address(
+    engine: Engine, address: str, list_name: str | None = None, source: str = "cli"
 ) -> int:
-    """Unsubscribe by address or by unsubscribe token; returns memberships changed.
-
-    ``who`` containing "@" is an address: from ``list_name``, or from every list (and
-    suppressed) when None. Otherwise it is a token; a stale one raises ``TokenError``
-    unless ``accept_stale`` (the person saw and confirmed the question).
-    """
+    """Unsubscribe an address from ``list_name``, or from every list (and suppress it)
+    when None; returns memberships changed. NotFound for an unknown address."""
     source = clean_source(source, "cli")
     with transaction(engine) as conn:
-        if "@" in who:
-            address = normalise_email(who)
-            person = _subscriber_by_hash(conn, hash_normalised(address))
-            if person is None:
-                raise NotFound(f"no subscriber {address}")
-            subscriber_id, email = person.id, address
-            list_id = list_id_conn(conn, list_name) if list_name else None
-        else:
-            target = resolve_conn(conn, who, "unsubscribe")
-            if target.stale and not accept_stale:
-                raise TokenError(
-                    "this unsubscribe link predates a newer subscription; "
-                    "ask the person to confirm before unsubscribing"
-                )
-            subscriber_id, email = target.subscriber_id, target.email
-            list_id = target.list_id if target.scope == "list" else None
-        return _unsubscribe_conn(conn, subscriber_id, email, list_id, source)
+        address = normalise_email(address)
+        person = _subscriber_by_hash(conn, hash_normalised(address))
+        if person is None:
+            raise NotFound(f"no subscriber {address}")
+        list_id = list_id_conn(conn, list_name) if list_name else None
+        return _unsubscribe_conn(conn, person.id, address, list_id, source)
+
+
+def unsubscribe_by_token(
+    engine: Engine, token: str, source: str = "link", accept_stale: bool = False
+) -> int:
+    """Unsubscribe with an unsubscribe link's token (its list, or every list for an
+    unsubscribe-all token); returns memberships changed. A token minted before the
+    person's latest subscription raises ``TokenError`` unless ``accept_stale`` (the
+    person confirmed the question, or a one-click POST: unsubscribing is the safe
+    direction)."""
+    source = clean_source(source, "link")
+    with transaction(engine) as conn:
+        target = resolve_conn(conn, token, "unsubscribe")
+        if target.stale and not accept_stale:
+            raise TokenError(
+                "this unsubscribe link predates a newer subscription; "
+                "ask the person to confirm before unsubscribing"
+            )
+        list_id = target.list_id if target.scope == "list" else None
+        return _unsubscribe_conn(conn, target.subscriber_id, target.email, list_id, source)
 
 
 def _unsubscribe_conn(

@@ -323,8 +323,7 @@ def create_app(
 
     async def unsubscribe(request: Request) -> Response:
         """RFC 8058 one-click: the POST body ``List-Unsubscribe=One-Click`` is the consent."""
-        from ..store import resolve
-        from ..store import unsubscribe as store_unsubscribe
+        from ..store import resolve, unsubscribe_by_token
 
         token = request.path_params["token"]
         data = await form(request)
@@ -338,7 +337,9 @@ def create_app(
         # email older than a re-subscription (mail clients never show a page that asks;
         # the GET page still says the link is old before the button is pressed).
         await run_in_threadpool(
-            partial(store_unsubscribe, engine, token, source="web:unsubscribe", accept_stale=True)
+            partial(
+                unsubscribe_by_token, engine, token, source="web:unsubscribe", accept_stale=True
+            )
         )
         return message(
             "You're unsubscribed",
@@ -379,8 +380,7 @@ def create_app(
 
     async def preferences(request: Request) -> Response:
         from ..notices import enqueue_confirmation
-        from ..store import add_subscriber
-        from ..store import unsubscribe as store_unsubscribe
+        from ..store import add_subscriber, unsubscribe_by_address
 
         if not same_origin(request, {base_origin}):
             return forbidden()
@@ -422,7 +422,7 @@ def create_app(
             elif name not in wanted and active:
                 await run_in_threadpool(
                     partial(
-                        store_unsubscribe,
+                        unsubscribe_by_address,
                         engine,
                         target.email,
                         list_name=name,
