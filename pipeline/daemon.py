@@ -20,10 +20,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.engine import Engine
 
-from . import calendar, lock
+from . import calendar
 from .config import Schedule, Settings
 from .errors import BriefError
 from .scheduler import Outcome, tick
+from .store import locks
 
 log = logging.getLogger("brief.daemon")
 
@@ -122,7 +123,7 @@ class Daemon:
     ):
         self.settings, self.engine, self.load_library = settings, engine, load_library
         self.clock, self.ttl, self.poll = clock, ttl, poll
-        self.holder = holder or lock.new_holder()
+        self.holder = holder or locks.new_holder()
         self.stop = threading.Event()  # the process should exit
         self.halt = threading.Event()  # the work in flight should stop after its batch
         self._wake = threading.Event()
@@ -150,7 +151,7 @@ class Daemon:
             return outcomes
         finally:
             beat.stop()
-            lock.release(self.engine, lock.DAEMON_LOCK, self.holder)
+            locks.release(self.engine, locks.DAEMON_LOCK, self.holder)
 
     # -- the daemon ------------------------------------------------------------------
 
@@ -188,22 +189,22 @@ class Daemon:
                 if not self.stop.is_set():
                     self.halt.clear()
             else:
-                lock.release(self.engine, lock.DAEMON_LOCK, self.holder)
+                locks.release(self.engine, locks.DAEMON_LOCK, self.holder)
 
     def _lead(self) -> bool:
-        if lock.acquire(self.engine, lock.DAEMON_LOCK, self.holder, self.clock(), self.ttl):
+        if locks.acquire(self.engine, locks.DAEMON_LOCK, self.holder, self.clock(), self.ttl):
             log.info("event=leader holder=%s", self.holder)
             self._standing_by = False
             return True
         if not self._standing_by:  # one line when standing by begins, not one per poll
-            held = lock.holder_of(self.engine, lock.DAEMON_LOCK)
+            held = locks.holder_of(self.engine, locks.DAEMON_LOCK)
             log.info("event=standby holder=%s leader=%s", self.holder, held[0] if held else "-")
             self._standing_by = True
         return False
 
-    def _heartbeat(self) -> lock.Heartbeat:
-        beat = lock.Heartbeat(
-            self.engine, lock.DAEMON_LOCK, self.holder, self.ttl, self.clock, on_lost=self._on_lost
+    def _heartbeat(self) -> locks.Heartbeat:
+        beat = locks.Heartbeat(
+            self.engine, locks.DAEMON_LOCK, self.holder, self.ttl, self.clock, on_lost=self._on_lost
         )
         return beat.start()
 

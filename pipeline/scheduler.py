@@ -32,9 +32,9 @@ from .assemble import mark_status
 from .config import Schedule, Settings
 from .content import Issue, Library
 from .errors import BriefError
-from .lock import DAEMON_LOCK, fence
 from .store.db import read_connection
 from .store.ledger import CampaignState, PauseKind, campaigns
+from .store.locks import DAEMON_LOCK, fence
 from .store.schema import slot_events
 
 log = logging.getLogger("brief.scheduler")

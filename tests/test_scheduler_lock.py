@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from pipeline.lock import (
+from pipeline.store.locks import (
     Heartbeat,
     LockLost,
     acquire,
@@ -122,7 +122,7 @@ def test_heartbeat_notices_a_stolen_lock(store, name):
     try:
         # Someone else takes it after a (simulated) expiry.
         with store.begin() as conn:
-            from pipeline.lock import locks
+            from pipeline.store.locks import locks
 
             conn.execute(sa.update(locks).where(locks.c.name == name).values(holder="thief"))
         assert beat.lost.wait(5), "the heartbeat did not notice the lock was taken"

@@ -8,7 +8,7 @@ import pytest
 
 
 def test_rate_limit_spaces_messages_exactly_across_threads():
-    from pipeline.ratelimit import RateLimiter
+    from pipeline.send.ratelimit import RateLimiter
 
     limiter = RateLimiter(50, clock=lambda: 0.0)
     waits = []
@@ -30,14 +30,14 @@ def test_rate_limit_spaces_messages_exactly_across_threads():
 
 
 def test_zero_rate_means_no_limit():
-    from pipeline.ratelimit import RateLimiter
+    from pipeline.send.ratelimit import RateLimiter
 
     limiter = RateLimiter(0, clock=lambda: 0.0)
     assert all(limiter.reserve(10) == 0 for _ in range(100))
 
 
 def test_slow_down_halves_the_rate_for_a_while_then_recovers():
-    from pipeline.ratelimit import RateLimiter
+    from pipeline.send.ratelimit import RateLimiter
 
     t = [0.0]
     limiter = RateLimiter(100, clock=lambda: t[0])

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.store import add_subscriber, is_suppressed
-from pipeline.webhooks.events import apply_events
+from pipeline.webhooks.apply import apply_events
 from tests.test_webhooks_providers import _sendgrid
 
 # The official signed test vector of sendgrid/sendgrid-python,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from pipeline.store import add_subscriber, audience_count, is_suppressed, show
-from pipeline.web.ratelimit import allow
+from pipeline.store.rate_hits import allow
+from pipeline.webhooks.apply import apply_events
 from pipeline.webhooks.common import Event
-from pipeline.webhooks.events import apply_events
 
 
 def test_events_apply_once_on_each_backend(store):

@@ -32,13 +32,13 @@ from ..errors import SendError
 from ..message import MessageFactory
 from ..providers import load_provider
 from ..providers.base import Provider
-from ..ratelimit import RateLimiter
 from ..store import audience, audience_count, suppress
 from ..store import ledger as lg
 from ..store.audience import recipients_by_id
 from ..store.db import utcnow
 from ..store.ledger import CampaignState, DeliveryState, FailureGroup, Outcome, PauseKind
 from .outcomes import RETRY_BASE, Guard, Judge
+from .ratelimit import RateLimiter
 from .workers import Answer, Chunk, Step, Worker, delivery_key
 
 SENDABLE = ("approved", "sent")

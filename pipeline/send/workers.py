@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from ..errors import ProviderError, ProviderUnavailable, SendError
 from ..message import MessageFactory
 from ..providers.base import Fate, OutgoingMessage, Provider, Result
-from ..ratelimit import RateLimiter
 from ..store.audience import Recipient
 from ..store.ledger import Claimed
+from .ratelimit import RateLimiter
 
 
 def delivery_key(issue_number: int, subscriber_id: int) -> str:

@@ -31,11 +31,11 @@ from ..config import Settings
 from ..content import Library
 from ..errors import BriefError, NotFound, StoreError, TokenError
 from ..site import pages
+from ..store.rate_hits import allow
 from ..templating import environment, render_template
 from ..webhooks import mailgun, postmark, resend, sendgrid, ses
+from ..webhooks.apply import apply_events, remember_token
 from ..webhooks.common import BadPayload, Unverified, clean_text
-from ..webhooks.events import apply_events, remember_token
-from .ratelimit import allow
 from .security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
 
 log = logging.getLogger("brief.web")

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from .errors import LockLost, StoreError
-from .store.db import read_connection
-from .store.schema import locks
+from pipeline.errors import LockLost, StoreError
+from pipeline.store.db import read_connection
+from pipeline.store.schema import locks
 
 log = logging.getLogger("brief.lock")
 

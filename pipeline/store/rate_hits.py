@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from ..store.schema import rate_hits
+from pipeline.store.schema import rate_hits
 
 WINDOW = timedelta(hours=1)
 
