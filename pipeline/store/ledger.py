@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import enum
 import os
-import secrets
 import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pipeline.errors import NotFound, SendError, StoreError
 from pipeline.store.audience import audience_select
 from pipeline.store.db import as_utc, one_line, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
+from pipeline.store.locks import new_holder
 from pipeline.store.schema import (
     UTC_TIME,
     campaign_senders,
@@ -105,8 +105,9 @@ class Claimed:
 
 def holder_name() -> str:
     """Who is sending: ``host:pid:nonce``, new for every send, so that two sends in one
-    process (the daemon's and an operator's thread) are told apart."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+    process (the daemon's and an operator's thread) are told apart. The same form as
+    the daemon lock's holders (one way to name a holder, one way to judge it alive)."""
+    return new_holder()
 
 
 def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime) -> bool:
