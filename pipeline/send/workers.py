@@ -86,7 +86,15 @@ class Worker(threading.Thread):
     def run(self) -> None:
         try:
             while (chunk := self.inbox.get()) is not None:
-                self._chunk(chunk)
+                try:
+                    self._chunk(chunk)
+                except Exception as exc:  # noqa: BLE001 - a bug must pause, not hang, the send
+                    # The desk waits for every chunk to end. Give all its rows back: those
+                    # still claimed go back to pending, those in flight stay in flight (the
+                    # next start finds them unknown), those answered are recorded already.
+                    why = f"send worker failed: {type(exc).__name__}: {exc}"
+                    back = [c for c, _ in chunk.rows]
+                    self.desk.put(Step([], returned=back, done=True, fatal=why))
         finally:
             self._close()
 
