@@ -63,7 +63,6 @@ BACKENDS = ("sqlite", "postgresql")
 STEPS = ("smtp-sink", "aiosmtpd", "http", "noop", "join")
 # Rows claimed at a time: a batch API's whole call (Postmark takes up to 500).
 BATCH_SIZE = 500
-BUILD_SAMPLE = 20_000
 SMTP_SINK = os.environ.get("BRIEF_BENCH_SMTP_SINK", "/usr/sbin/smtp-sink")
 POSTMARK_TOKEN = "bench-server-token"
 NOOP_NAME = "benchnoop"
@@ -233,27 +232,6 @@ def child_prepare(root: Path, size: int, with_message: bool) -> dict:
         engine.dispose()
         out["message_bytes"] = len(raw)
     return out
-
-
-def child_build(root: Path) -> dict:
-    """Messages built per second on one core, from real recipients with their tokens."""
-    from pipeline.message import MessageFactory
-    from pipeline.send import delivery_key
-    from pipeline.store import audience
-
-    settings, _library, _issue, rendered, engine = _load(root)
-    factory = MessageFactory(rendered, settings, list_name="main")
-    people = []
-    for r in audience(engine, "main"):
-        people.append(r)
-        if len(people) >= BUILD_SAMPLE:
-            break
-    start = time.perf_counter()
-    for r in people:
-        factory.for_recipient(delivery_key(1, r.subscriber_id), r)
-    rate = len(people) / (time.perf_counter() - start)
-    engine.dispose()
-    return {"build_per_s": round(rate), "built": len(people)}
 
 
 def child_raw(port: int, payload_path: Path, count: int, threads: int) -> dict:
@@ -449,8 +427,10 @@ class Sink:
                     f"smtp-sink: {SMTP_SINK} not found; install the Debian package postfix "
                     "(.ci/run does: apt-get install postfix)"
                 )
-            # -u: the user smtp-sink runs as when started by root; 1024: listen backlog.
-            args = [SMTP_SINK, "-u", "nobody", f"127.0.0.1:{self.port}", "1024"]
+            # -u: the user smtp-sink drops to (it refuses to run as root without one);
+            # 1024: the listen backlog.
+            user = ["-u", "nobody"] if os.geteuid() == 0 else []
+            args = [SMTP_SINK, *user, f"127.0.0.1:{self.port}", "1024"]
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
             _wait_port(self.port, self.proc, "smtp-sink")
             return self
@@ -882,8 +862,6 @@ def main(argv: list[str]) -> None:
         kind, args = argv[1], argv[2:]
         if kind == "prepare":
             out = child_prepare(Path(args[0]), int(args[1]), args[2] == "1")
-        elif kind == "build":
-            out = child_build(Path(args[0]))
         elif kind == "raw":
             out = child_raw(int(args[0]), Path(args[1]), int(args[2]), int(args[3]))
         elif kind == "profile":
