@@ -1,32 +1,49 @@
-"""Send benchmark: ``brief send`` through ``smtp`` against the raw smtplib ceiling, same run.
+"""Send benchmark: ``brief send`` against fast sinks, baselines measured in the same run.
 
-    .venv/bin/python benchmarks/bench_send.py               # 10,000 and 100,000 subscribers
-    .venv/bin/python benchmarks/bench_send.py 2000          # a quick look
-    .venv/bin/python benchmarks/bench_send.py --profile 20000   # what grows during a send
-    .venv/bin/python benchmarks/bench_send.py --smoke       # both modes at 40: CI
+    .venv/bin/python benchmarks/bench_send.py                  # the full run (long)
+    .venv/bin/python benchmarks/bench_send.py --sizes 2000 --big 20000 --join-size 20000
+    .venv/bin/python benchmarks/bench_send.py --steps smtp-sink,http --backends sqlite
+    .venv/bin/python benchmarks/bench_send.py --profile 20000  # what grows during a send
+    .venv/bin/python benchmarks/bench_send.py --smoke          # every step once, tiny: CI
 
-For each size, every measured step runs in a process of its own, so a peak RSS
-belongs to that step alone (read with ``os.wait4`` from the kernel's high-water
-mark of that one child):
+Steps (``--steps``, comma-separated; all by default), each on SQLite and on PostgreSQL
+(127.0.0.1:5432, trust auth, database ``test``, a fresh schema per measurement):
 
-1. prepare: a scratch project (the repo's content, ``smtp`` on loopback) and its
-   SQLite database with N imported subscribers; not measured.
-2. build: the per-recipient build rate on one core, over real recipients.
-3. raw: the ceiling, bare smtplib with the same connection count, persistent
-   connections and the same message bytes; no ledger, no building.
-4. send: ``brief send 1 --yes --json`` as an operator runs it (CLI, content,
-   render, ledger in SQLite, workers, rate limiter, the ``smtp`` provider).
+1. ``smtp-sink``: ``brief send`` through ``smtp`` with ``--connections`` connections to
+   Postfix's ``smtp-sink`` (C), and the raw ceiling (bare smtplib, the same connection
+   count, persistent connections, the same message bytes) against the same sink; ratio
+   brief / raw, at each of ``--sizes`` (10,000 and 100,000), with peak RSS.
+2. ``aiosmtpd``: the same against a counting aiosmtpd sink (pure Python: the sink is the
+   bottleneck), at ``--aiosmtpd-sizes`` (default: ``--sizes``).
+3. ``http``: ``postmark`` (a batch HTTP API, 500 per call) with its base_url pointed at a
+   loopback server, in a process of its own, that answers every batch at once with
+   Postmark's documented success body: messages/s from one sender (``--http-size``).
+4. ``noop``: a no-op provider registered through the ``brief.providers`` entry-point
+   group as a third party's package would be (a module and a ``*.dist-info`` written to
+   a temp dir put on PYTHONPATH), right after an import (``import_csv``, then ``brief
+   send`` at once: no ANALYZE in between), at the last of ``--sizes`` and at ``--big``
+   (1,000,000): time, msg/s, peak RSS, and time per message big / small (1.00 = linear).
+5. ``join``: one sender against two joined senders (the second is ``brief send 1 --yes
+   --join``, started once the first has sent its first rows) on PostgreSQL with the
+   no-op provider, at ``--join-size``: total msg/s each way.
 
-A counting aiosmtpd sink runs in its own process on loopback for each size.
-``--profile N`` instead runs the campaign in-process under tracemalloc and prints
-what grew between 20% and 95% of the send. It prints figures; it asserts nothing.
+Every measured step runs in a process of its own, so a peak RSS belongs to that step
+alone (``os.wait4``: the kernel's high-water mark of that one child). A send that runs
+past ``--timeout`` seconds is stopped with SIGTERM (it finishes what the provider holds
+and exits 75) and its rate so far is reported, marked "stopped". A step that cannot run
+(no smtp-sink, no PostgreSQL) prints "skipped" with the reason. ``--profile N`` instead
+runs one campaign in-process under tracemalloc and prints what grew between 20% and 95%
+of the send. It prints figures; it asserts nothing.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import shutil
+import signal
 import smtplib
 import socket
 import subprocess
@@ -34,14 +51,26 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BRIEF = Path(sys.executable).parent / "brief"
-CONCURRENCY = 4
-BUILD_SAMPLE = 20_000
+PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+BACKENDS = ("sqlite", "postgresql")
+STEPS = ("smtp-sink", "aiosmtpd", "http", "noop", "join")
+# Rows claimed at a time: a batch API's whole call (Postmark takes up to 500).
+BATCH_SIZE = 500
+SMTP_SINK = os.environ.get("BRIEF_BENCH_SMTP_SINK", "/usr/sbin/smtp-sink")
+POSTMARK_TOKEN = "bench-server-token"
+NOOP_NAME = "benchnoop"
+# Which backend each step uses in a smoke run (the no-op step takes both).
+SMOKE_BACKEND = {"smtp-sink": "sqlite", "aiosmtpd": "postgresql", "http": "postgresql"}
+AIOSMTPD_LABEL = "aiosmtpd (pure-Python sink: the sink is the bottleneck)"
 
-SINK = r"""
+AIOSMTPD_SINK = r"""
 import asyncio, sys
 from aiosmtpd.controller import Controller
 class Counter:
@@ -56,6 +85,86 @@ sys.stdin.read()
 c.stop()
 print(Counter.n, flush=True)
 """
+
+# A Postmark ``POST /email/batch`` that takes every batch at once. The answer is the
+# documented success body: HTTP 200 with one element per message, in order, each
+# {"ErrorCode": 0, "Message": "OK", "MessageID", "SubmittedAt", "To"} (Postmark's "Send
+# batch emails" docs; the same element shape in ActiveCampaign/postmark.js README.md,
+# "Sending Batch Messages"). To stay out of the sender's way on a small machine it
+# counts the messages of a batch by their "Metadata" key instead of parsing 20 MB of
+# JSON; with "check" it parses every batch and checks the request's shape instead.
+POSTMARK_SINK = r"""
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+CHECK = sys.argv[3] == "check"
+TOKEN = sys.argv[2]
+lock = threading.Lock()
+total = [0, 0]  # messages, calls
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def log_message(self, *args):
+        pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path != "/email/batch" or self.headers.get("X-Postmark-Server-Token") != TOKEN:
+            return self._answer(401, {"ErrorCode": 10, "Message": "Bad or missing API token"})
+        if CHECK:
+            batch = json.loads(body)
+            assert isinstance(batch, list) and 1 <= len(batch) <= 500, len(batch)
+            for m in batch:
+                assert {"From", "To", "Subject", "HtmlBody", "TextBody"} <= m.keys(), m.keys()
+            to = [m["To"] for m in batch]
+        else:
+            to = [""] * body.count(b'"Metadata": ')
+        with lock:
+            total[0] += len(to)
+            total[1] += 1
+            first = total[0] - len(to)
+        self._answer(200, [
+            {"ErrorCode": 0, "Message": "OK", "MessageID": f"bench-{first + i}",
+             "SubmittedAt": "2026-11-26T12:00:00.0000000-05:00", "To": t}
+            for i, t in enumerate(to)
+        ])
+    def _answer(self, status, doc):
+        data = json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
+server.daemon_threads = True
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+server.shutdown()
+print(total[0], flush=True)
+"""
+
+# The third party's provider: takes every message, sends nothing.
+NOOP_MODULE = '''\
+"""A no-op mail provider for the send benchmark, installed as a third party's would be."""
+
+from pipeline.providers.base import Result
+
+
+class NoopProvider:
+    name = "benchnoop"
+    max_batch = 500  # as a batch API (Postmark) takes
+    idempotent = False
+
+    def __init__(self, settings):
+        self.settings = settings
+
+    def open(self):
+        pass
+
+    def push(self, messages):
+        return [Result.sent(m.key, None) for m in messages]
+
+    def close(self):
+        pass
+'''
 
 
 def _free_port() -> int:
@@ -72,21 +181,12 @@ def _rss_mb() -> float:
     return 0.0
 
 
+class Skipped(Exception):
+    """A step that cannot run here (a sink or the database missing): printed, not fatal."""
+
+
 # ---------------------------------------------------------------------------
 # Children: each prints one JSON line on stdout
-
-
-def _project(tmp: Path, port: int) -> Path:
-    root = tmp / "newsletter"
-    root.mkdir()
-    for name in ("glossary", "museum", "issues", "templates"):
-        shutil.copytree(REPO / name, root / name)
-    text = (REPO / "brief.toml").read_text()
-    text = text.replace('name = "outbox"', 'name = "smtp"').replace("port = 587", f"port = {port}")
-    text = text.replace('tls = "starttls"', 'tls = "none"')
-    text = text.replace("concurrency = 4", f"concurrency = {CONCURRENCY}\nbatch_size = 200")
-    (root / "brief.toml").write_text(text)
-    return root
 
 
 def _load(root: Path):
@@ -102,50 +202,36 @@ def _load(root: Path):
     return settings, library, issue, rendered, open_store(settings.database.url)
 
 
-def child_prepare(tmp: Path, size: int, port: int) -> dict:
-    """The scratch project, N subscribers imported, and one built message for the raw run."""
+def child_prepare(root: Path, size: int, with_message: bool) -> dict:
+    """``size`` subscribers imported with ``import_csv`` (nothing else: no ANALYZE), and
+    one built message for the raw runs when asked."""
     from pipeline.config import load_settings
-    from pipeline.message import MessageFactory
-    from pipeline.send import delivery_key
     from pipeline.store import audience, import_csv, open_store
 
-    root = _project(tmp, port)
     engine = open_store(load_settings(root / "brief.toml", env={}).database.url)
-    csv = tmp / "people.csv"
+    csv = root.parent / "people.csv"
     with csv.open("w") as fh:
         fh.write("email,name\n")
         for i in range(size):
             fh.write(f"reader{i}@example.com,Reader {i}\n")
-    import_csv(engine, csv, "main", confirmed=True, source="benchmark")
-    engine.dispose()
-    settings, _library, _issue, rendered, engine = _load(root)
-    factory = MessageFactory(rendered, settings, list_name="main")
-    r = next(iter(audience(engine, "main")))
-    raw = factory.for_recipient(delivery_key(1, r.subscriber_id), r).raw
-    (tmp / "message.eml").write_bytes(raw)
-    engine.dispose()
-    return {"root": str(root), "message_bytes": len(raw)}
-
-
-def child_build(root: Path) -> dict:
-    """Messages built per second on one core, from real recipients with their tokens."""
-    from pipeline.message import MessageFactory
-    from pipeline.send import delivery_key
-    from pipeline.store import audience
-
-    settings, _library, _issue, rendered, engine = _load(root)
-    factory = MessageFactory(rendered, settings, list_name="main")
-    people = []
-    for r in audience(engine, "main"):
-        people.append(r)
-        if len(people) >= BUILD_SAMPLE:
-            break
     start = time.perf_counter()
-    for r in people:
-        factory.for_recipient(delivery_key(1, r.subscriber_id), r)
-    rate = len(people) / (time.perf_counter() - start)
+    import_csv(engine, csv, "main", confirmed=True, source="benchmark")
+    took = time.perf_counter() - start
+    csv.unlink()
     engine.dispose()
-    return {"build_per_s": round(rate), "built": len(people)}
+    out: dict = {"import_seconds": round(took, 1)}
+    if with_message:
+        from pipeline.message import MessageFactory
+        from pipeline.send import delivery_key
+
+        settings, _library, _issue, rendered, engine = _load(root)
+        factory = MessageFactory(rendered, settings, list_name="main")
+        r = next(iter(audience(engine, "main")))
+        raw = factory.for_recipient(delivery_key(1, r.subscriber_id), r).raw
+        (root.parent / "message.eml").write_bytes(raw)
+        engine.dispose()
+        out["message_bytes"] = len(raw)
+    return out
 
 
 def child_raw(port: int, payload_path: Path, count: int, threads: int) -> dict:
@@ -242,135 +328,540 @@ def child_profile(root: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
-# The parent: runs the children, reads each one's peak RSS from the kernel
+# The parent: scratch projects and databases, sinks, children with their peak RSS
 
 
-def _measured(args: list[str], env: dict[str, str] | None = None) -> tuple[dict, float, float]:
-    """Run a child to the end; returns (its last JSON line, its peak RSS in MB, wall s)."""
+@dataclass(frozen=True)
+class Run:
+    """A finished child: its last JSON document, peak RSS, wall time and when it ran."""
+
+    doc: dict
+    peak_rss_mb: float
+    wall: float
+    started: float
+    ended: float
+    exit_code: int
+    stopped: bool  # stopped by the timeout (SIGTERM)
+    output: str
+
+
+def _measured(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    timeout: float | None = None,
+    allowed: tuple[int, ...] = (0,),
+) -> Run:
+    """Run a child to the end; its peak RSS comes from its own rusage (``os.wait4``)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
+        started = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=err, cwd=REPO, env=env)
+        stopped = threading.Event()
+
+        def stop() -> None:
+            stopped.set()
+            proc.send_signal(signal.SIGTERM)
+
+        timer = threading.Timer(timeout, stop) if timeout else None
+        if timer:
+            timer.start()
         # wait4 gives this child's own rusage; RUSAGE_CHILDREN would be the max over
         # every child so far, the importing one included.
         _pid, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
+        ended = time.perf_counter()
+        if timer:
+            timer.cancel()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode:
-        print(
-            f"{' '.join(args[:4])}... exited {proc.returncode}\n{stdout}{stderr}", file=sys.stderr
-        )
+    code = proc.returncode
+    if code not in allowed and not (stopped.is_set() and code == 75):
+        print(f"{' '.join(args[:6])}... exited {code}\n{stdout}{stderr}", file=sys.stderr)
         raise SystemExit(1)
     # Our children print one JSON line last; ``brief --json`` prints one indented document.
     text = stdout.strip()
-    doc = json.loads(text) if text.startswith("{") else json.loads(text.splitlines()[-1])
-    return doc, usage.ru_maxrss / 1024, wall
+    try:
+        doc = json.loads(text) if text.startswith("{") else json.loads(text.splitlines()[-1])
+    except (ValueError, IndexError):
+        doc = {}
+    return Run(
+        doc,
+        round(usage.ru_maxrss / 1024, 1),
+        round(ended - started, 2),
+        started,
+        ended,
+        code,
+        stopped.is_set(),
+        stdout + stderr,
+    )
 
 
 def _self(*args: object) -> list[str]:
     return [sys.executable, __file__, "--child", *map(str, args)]
 
 
-class Sink:
-    """The counting aiosmtpd sink, a process of its own."""
+def _wait_port(port: int, proc: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise Skipped(f"{what} exited {proc.returncode} at start")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise Skipped(f"{what} did not listen on port {port} within 10 s")
 
-    def __enter__(self):
+
+class Sink:
+    """A sink in a process of its own: smtp-sink, aiosmtpd or the Postmark batch server."""
+
+    def __init__(self, kind: str, check: bool = False):
+        self.kind = kind
+        self.check = check
+
+    def __enter__(self) -> Sink:
         self.port = _free_port()
+        if self.kind == "smtp-sink":
+            if not os.access(SMTP_SINK, os.X_OK):
+                raise Skipped(
+                    f"smtp-sink: {SMTP_SINK} not found; install the Debian package postfix "
+                    "(.ci/run does: apt-get install postfix)"
+                )
+            # -u: the user smtp-sink drops to (it refuses to run as root without one);
+            # 1024: the listen backlog.
+            user = ["-u", "nobody"] if os.geteuid() == 0 else []
+            args = [SMTP_SINK, *user, f"127.0.0.1:{self.port}", "1024"]
+            self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            _wait_port(self.port, self.proc, "smtp-sink")
+            return self
+        script = AIOSMTPD_SINK if self.kind == "aiosmtpd" else POSTMARK_SINK
+        extra = [] if self.kind == "aiosmtpd" else [POSTMARK_TOKEN, "check" if self.check else "-"]
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", SINK, str(self.port)],
+            [sys.executable, "-c", script, str(self.port), *extra],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
         )
-        assert self.proc.stdout.readline().strip() == "ready"
+        if self.proc.stdout.readline().strip() != "ready":
+            raise Skipped(f"{self.kind} sink did not start")
         return self
 
-    def received(self) -> int:
+    def received(self) -> int | None:
+        """How many messages the sink took (None: smtp-sink does not count for us)."""
+        if self.kind == "smtp-sink":
+            return None
         self.proc.stdin.close()
         n = int(self.proc.stdout.read().strip() or 0)
         self.proc.wait()
         return n
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
 
 
-def measure(size: int) -> dict:
-    """One size: prepare, then build, raw ceiling and ``brief send`` each in a fresh process."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEF_")}
-    with tempfile.TemporaryDirectory() as tmpdir, Sink() as sink:
+@contextlib.contextmanager
+def _database(backend: str, tmp: Path) -> Iterator[str]:
+    """A fresh, empty database: a SQLite file under ``tmp`` or a PostgreSQL schema."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp / 'brief.db'}"
+        return
+    import sqlalchemy as sa
+
+    schema = f"bench_send_{uuid.uuid4().hex[:10]}"
+    try:
+        admin = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+        raise Skipped(f"PostgreSQL at 127.0.0.1:5432: {str(exc).strip().splitlines()[0]}") from None
+    try:
+        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.dispose()
+
+
+def _noop_package(tmp: Path) -> Path:
+    """A third party's provider package in ``tmp/noop``: a module and its dist-info with
+    the ``brief.providers`` entry point, found by importlib.metadata on PYTHONPATH."""
+    where = tmp / "noop"
+    info = where / "brief_bench_noop-1.0.dist-info"
+    info.mkdir(parents=True)
+    (where / "brief_bench_noop.py").write_text(NOOP_MODULE)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brief-bench-noop\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[brief.providers]\n{NOOP_NAME} = brief_bench_noop:NoopProvider\n"
+    )
+    return where
+
+
+@dataclass(frozen=True)
+class Project:
+    """A scratch newsletter (the repo's content) and what its children need."""
+
+    root: Path
+    env: dict[str, str]
+    url: str  # the store
+
+    def send(self, *extra: str, timeout: float | None = None, allowed=(0,)) -> Run:
+        """``brief send 1 --yes --json`` as an operator runs it."""
+        cmd = [str(BRIEF), "--config", str(self.root / "brief.toml"), "send", "1", "--yes"]
+        return _measured([*cmd, "--json", *extra], self.env, timeout=timeout, allowed=allowed)
+
+    def prepare(self, size: int, with_message: bool = False) -> dict:
+        """Import ``size`` subscribers in a child of its own."""
+        return _measured(_self("prepare", self.root, size, int(with_message)), self.env).doc
+
+
+@contextlib.contextmanager
+def project(
+    backend: str, provider: str, port: int = 0, connections: int = 4, rate: float = 0
+) -> Iterator[Project]:
+    """A scratch project on a fresh database of ``backend`` sending through ``provider``."""
+    with tempfile.TemporaryDirectory(prefix="bench-send-") as tmpdir:
         tmp = Path(tmpdir)
-        prep, _, _ = _measured(_self("prepare", tmp, size, sink.port))
-        root = Path(prep["root"])
-        build, build_rss, _ = _measured(_self("build", root))
-        raw, raw_rss, _ = _measured(_self("raw", sink.port, tmp / "message.eml", size, CONCURRENCY))
-        send_cmd = [str(BRIEF), "--config", str(root / "brief.toml"), "send", "1"]
-        report, send_rss, wall = _measured([*send_cmd, "--list", "main", "--yes", "--json"], env)
-        received = sink.received()
+        root = tmp / "newsletter"
+        root.mkdir()
+        for name in ("glossary", "museum", "issues", "templates"):
+            shutil.copytree(REPO / name, root / name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BRIEF_")}
+        with _database(backend, tmp) as url:
+            text = (REPO / "brief.toml").read_text()
+            text = text.replace('url = "sqlite:///.brief/brief.db"', f"url = {json.dumps(url)}")
+            text = text.replace('name = "outbox"', f'name = "{provider}"')
+            text = text.replace("rate_per_second = 0", f"rate_per_second = {rate}")
+            text = text.replace(
+                "concurrency = 4", f"concurrency = {connections}\nbatch_size = {BATCH_SIZE}"
+            )
+            if provider == "smtp":
+                text = text.replace("port = 587", f"port = {port}")
+                text = text.replace('tls = "starttls"', 'tls = "none"')
+            elif provider == "postmark":
+                text += f'\n[provider.postmark]\nbase_url = "http://127.0.0.1:{port}"\n'
+                env["BRIEF_POSTMARK_TOKEN"] = POSTMARK_TOKEN
+            elif provider == NOOP_NAME:
+                path = [str(_noop_package(tmp)), env.get("PYTHONPATH", "")]
+                env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
+            (root / "brief.toml").write_text(text)
+            yield Project(root, env, url)
+
+
+# ---------------------------------------------------------------------------
+# The steps
+
+
+@dataclass(frozen=True)
+class Options:
+    backends: tuple[str, ...]
+    sizes: tuple[int, ...]
+    aiosmtpd_sizes: tuple[int, ...]
+    http_size: int
+    big: int
+    join_size: int
+    connections: int
+    timeout: float
+    smoke: bool
+
+
+def _send_row(run: Run, size: int) -> dict:
+    d = run.doc
+    rate = d.get("rate") or (d.get("sent_now", 0) / run.wall if run.wall else 0)
     return {
-        "size": size,
-        "message_bytes": prep["message_bytes"],
-        "build_per_s": build["build_per_s"],
-        "build_peak_rss_mb": round(build_rss, 1),
-        "raw_per_s": raw["raw_per_s"],
-        "raw_peak_rss_mb": round(raw_rss, 1),
-        "brief_per_s": report["rate"],
-        "ratio": round(report["rate"] / raw["raw_per_s"], 3),
-        "sent": report["sent"],
-        "send_seconds": report["seconds"],
-        "send_process_seconds": round(wall, 1),
-        "send_peak_rss_mb": round(send_rss, 1),
-        "sink_received": received,
+        "recipients": size,
+        "sent": d.get("sent_now", d.get("sent", 0)),
+        "send_seconds": d.get("seconds"),
+        "process_seconds": run.wall,
+        "brief_per_s": rate,
+        "peak_rss_mb": run.peak_rss_mb,
+        "stopped": run.stopped,
     }
 
 
-def profile(size: int) -> None:
-    """Prepare ``size`` subscribers, then run the send in-process under tracemalloc."""
-    with tempfile.TemporaryDirectory() as tmpdir, Sink() as sink:
-        tmp = Path(tmpdir)
-        prep, _, _ = _measured(_self("prepare", tmp, size, sink.port))
-        subprocess.run(_self("profile", prep["root"]), check=True, cwd=REPO)
-        sink.received()
+def step_smtp(kind: str, backend: str, size: int, o: Options) -> dict:
+    """brief through ``smtp`` and the raw smtplib ceiling, both against one sink."""
+    with Sink(kind) as sink, project(backend, "smtp", sink.port, o.connections) as p:
+        prep = p.prepare(size, with_message=True)
+        payload = p.root.parent / "message.eml"
+        raw = _measured(_self("raw", sink.port, payload, size, o.connections))
+        send = p.send(timeout=o.timeout)
+        received = sink.received()
+    row = _send_row(send, size)
+    row |= {
+        "backend": backend,
+        "message_bytes": prep["message_bytes"],
+        "raw_per_s": raw.doc["raw_per_s"],
+        "raw_peak_rss_mb": raw.peak_rss_mb,
+        "ratio": round(row["brief_per_s"] / raw.doc["raw_per_s"], 3),
+        "sink_received": received,
+    }
+    return row
 
 
-def _table(rows: list[dict]) -> None:
-    head = (
-        "recipients",
-        "build (1 core)",
-        "raw ceiling",
-        "brief send",
-        "ratio",
-        "send peak RSS",
-        "raw peak RSS",
+def step_http(backend: str, size: int, o: Options) -> dict:
+    """``postmark`` against a loopback batch server that accepts every call at once."""
+    with Sink("postmark", check=o.smoke) as sink, project(backend, "postmark", sink.port) as p:
+        p.prepare(size)
+        send = p.send(timeout=o.timeout)
+        received = sink.received()
+    return _send_row(send, size) | {"backend": backend, "sink_received": received}
+
+
+def step_noop(backend: str, size: int, o: Options) -> dict:
+    """The no-op provider right after an import: nothing between import and send."""
+    with project(backend, NOOP_NAME) as p:
+        prep = p.prepare(size)
+        send = p.send(timeout=o.timeout)
+    return _send_row(send, size) | {"backend": backend, "import_seconds": prep["import_seconds"]}
+
+
+def _first_sent(url: str, first: threading.Thread) -> None:
+    """Wait until the first sender has recorded a sent row (or has finished)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        while first.is_alive():
+            with contextlib.suppress(sa.exc.DBAPIError), engine.connect() as conn:
+                q = "SELECT 1 FROM deliveries WHERE state = 'sent' LIMIT 1"
+                if conn.exec_driver_sql(q).first():
+                    return
+            time.sleep(0.05)
+    finally:
+        engine.dispose()
+
+
+def step_join(size: int, o: Options) -> dict:
+    """One sender, then two joined senders, on PostgreSQL with the no-op provider."""
+    # The smoke size is tiny: a rate limit keeps the first sender busy until the second joins.
+    rate = 500 if o.smoke else 0
+    with project("postgresql", NOOP_NAME, rate=rate) as p:
+        p.prepare(size)
+        one = p.send(timeout=o.timeout)
+    with project("postgresql", NOOP_NAME, rate=rate) as p:
+        p.prepare(size)
+        runs: dict[str, Run] = {}
+        first = threading.Thread(target=lambda: runs.setdefault("first", p.send(timeout=o.timeout)))
+        first.start()
+        _first_sent(p.url, first)
+        # Exit 1 with "nothing to join": the first finished before the second started.
+        runs["second"] = p.send("--join", timeout=o.timeout, allowed=(0, 1))
+        first.join()
+    a, b = runs["first"], runs["second"]
+    span = max(a.ended, b.ended) - a.started
+    joined = b.exit_code == 0 or b.stopped
+    return {
+        "recipients": size,
+        "one_per_s": round(one.doc.get("sent_now", 0) / one.wall, 1),
+        "one_seconds": one.wall,
+        "one_peak_rss_mb": one.peak_rss_mb,
+        "two_per_s": round((a.doc.get("sent_now", 0) + b.doc.get("sent_now", 0)) / span, 1),
+        "two_seconds": round(span, 2),
+        "first_sent": a.doc.get("sent_now", 0),
+        "second_sent": b.doc.get("sent_now", 0) if joined else 0,
+        "second_joined": joined,
+        "second_started_after": round(b.started - a.started, 2),
+        "peak_rss_mb": (a.peak_rss_mb, b.peak_rss_mb),
+        "stopped": one.stopped or a.stopped or b.stopped,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Printing
+
+
+def _table(head: tuple[str, ...], lines: list[tuple[str, ...]]) -> None:
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
+    for line in (head, *lines):
+        print("  " + "  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+    print(flush=True)
+
+
+def _rate(row: dict, key: str = "brief_per_s") -> str:
+    return f"{row[key]:,.0f} msg/s" + (" (stopped)" if row.get("stopped") else "")
+
+
+def _flatness(rows: list[dict], what: str) -> None:
+    for backend in BACKENDS:
+        mine = [r for r in rows if r["backend"] == backend]
+        if len(mine) > 1:
+            a, b = mine[0], mine[-1]
+            print(
+                f"  {what} {backend}: peak RSS {b['recipients']:,} / {a['recipients']:,} = "
+                f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x "
+                f"({b['peak_rss_mb'] - a['peak_rss_mb']:+.1f} MB; flat is 1.00x)"
+            )
+
+
+def print_smtp(title: str, rows: list[dict], connections: int) -> None:
+    if not rows:
+        return
+    print(
+        f"{title}: brief send through smtp and bare smtplib, {connections} connections each, "
+        f"message {rows[0]['message_bytes']:,} B"
     )
+    head = ("backend", "recipients", "raw ceiling", "brief send", "ratio", "send RSS", "raw RSS")
     lines = [
         (
-            f"{r['size']:,}",
-            f"{r['build_per_s']:,} msg/s",
-            f"{r['raw_per_s']:,} msg/s",
-            f"{r['brief_per_s']:,} msg/s",
+            r["backend"],
+            f"{r['recipients']:,}",
+            f"{r['raw_per_s']:,.0f} msg/s",
+            _rate(r),
             f"{r['ratio']:.0%}",
-            f"{r['send_peak_rss_mb']} MB",
+            f"{r['peak_rss_mb']} MB",
             f"{r['raw_peak_rss_mb']} MB",
         )
         for r in rows
     ]
-    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(head)]
-    for line in (head, *lines):
-        print("  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)))
+    _table(head, lines)
+    _flatness(rows, title)
+
+
+def print_sends(title: str, rows: list[dict], extra: tuple[str, str] | None = None) -> None:
+    if not rows:
+        return
+    print(title)
+    head = ("backend", "recipients", "rate", "send", "process", "peak RSS")
+    if extra:
+        head += (extra[1],)
+    lines = []
+    for r in rows:
+        line = (
+            r["backend"],
+            f"{r['recipients']:,}",
+            _rate(r),
+            f"{r['send_seconds']} s",
+            f"{r['process_seconds']} s",
+            f"{r['peak_rss_mb']} MB",
+        )
+        if extra:
+            line += (str(r[extra[0]]),)
+        lines.append(line)
+    _table(head, lines)
+
+
+def print_linear(rows: list[dict]) -> None:
+    for backend in BACKENDS:
+        mine = [r for r in rows if r["backend"] == backend and r["send_seconds"]]
+        if len(mine) > 1 and not any(r["stopped"] for r in mine):
+            a, b = mine[0], mine[-1]
+            per_a = a["send_seconds"] / a["recipients"]
+            per_b = b["send_seconds"] / b["recipients"]
+            print(
+                f"  no-op {backend}: time per message at {b['recipients']:,} / at "
+                f"{a['recipients']:,} = {per_b / per_a:.2f} (1.00 = linear); peak RSS "
+                f"{b['peak_rss_mb'] / a['peak_rss_mb']:.2f}x"
+            )
+    print()
+
+
+# ---------------------------------------------------------------------------
+# Main
+
+
+def _attempt(what: str, fn, *args):
+    """Run one step; a step that cannot run here prints why and the run goes on."""
+    try:
+        row = fn(*args)
+    except Skipped as exc:
+        print(f"  {what}: skipped ({exc})", flush=True)
+        return None
+    print(f"  {what}: {json.dumps(row)}", flush=True)
+    return row
+
+
+def run(steps: list[str], o: Options) -> None:
+    print(
+        f"send benchmark: {os.cpu_count()} CPUs, steps {', '.join(steps)}, backends "
+        f"{', '.join(o.backends)}; each step in a fresh process",
+        flush=True,
+    )
+    results: dict[str, list[dict]] = {s: [] for s in STEPS}
+
+    def backends(step: str) -> tuple[str, ...]:
+        # A smoke run takes every step once, the two backends shared out between them.
+        if o.smoke and step in SMOKE_BACKEND:
+            return tuple(b for b in o.backends if b == SMOKE_BACKEND[step])
+        return o.backends
+
+    plan: list[tuple[str, str, object, tuple]] = []
+    for kind, sizes in (("smtp-sink", o.sizes), ("aiosmtpd", o.aiosmtpd_sizes)):
+        if kind in steps:
+            plan += [
+                (kind, f"{kind} {b} {n:,}", step_smtp, (kind, b, n, o))
+                for b in backends(kind)
+                for n in sizes
+            ]
+    if "http" in steps:
+        plan += [
+            ("http", f"http {b} {o.http_size:,}", step_http, (b, o.http_size, o))
+            for b in backends("http")
+        ]
+    if "noop" in steps:
+        noop_sizes = sorted({o.sizes[-1], o.big})
+        plan += [
+            ("noop", f"noop {b} {n:,}", step_noop, (b, n, o))
+            for b in backends("noop")
+            for n in noop_sizes
+        ]
+    if "join" in steps and "postgresql" in o.backends:
+        plan.append(("join", f"join postgresql {o.join_size:,}", step_join, (o.join_size, o)))
+    for step, what, fn, args in plan:
+        row = _attempt(what, fn, *args)
+        if row is not None:
+            results[step].append(row)
+    print()
+    print_smtp("smtp-sink (Postfix, C)", results["smtp-sink"], o.connections)
+    print_smtp(AIOSMTPD_LABEL, results["aiosmtpd"], o.connections)
+    print_sends(
+        "postmark (batch HTTP, 500 per call) against a loopback server that accepts at once",
+        results["http"],
+        ("sink_received", "server got"),
+    )
+    print_sends(
+        f"no-op provider ({NOOP_NAME}, entry point, max_batch 500) right after an import",
+        results["noop"],
+        ("import_seconds", "import s"),
+    )
+    print_linear(results["noop"])
+    for r in results["join"]:
+        print("PostgreSQL, no-op provider: one sender against two joined senders")
+        _table(
+            ("recipients", "one sender", "two senders", "two / one", "split", "peak RSS"),
+            [
+                (
+                    f"{r['recipients']:,}",
+                    f"{r['one_per_s']:,.0f} msg/s ({r['one_seconds']} s)",
+                    f"{r['two_per_s']:,.0f} msg/s ({r['two_seconds']} s)",
+                    f"{r['two_per_s'] / r['one_per_s']:.2f}x" if r["one_per_s"] else "-",
+                    f"{r['first_sent']:,} + {r['second_sent']:,}",
+                    f"{r['one_peak_rss_mb']} / {r['peak_rss_mb'][0]} + {r['peak_rss_mb'][1]} MB",
+                )
+            ],
+        )
+        if not r["second_joined"]:
+            print("  the first sender finished before the second could join")
+
+
+def profile(size: int) -> None:
+    """Prepare ``size`` subscribers, then run the send in-process under tracemalloc."""
+    with Sink("aiosmtpd") as sink, project("sqlite", "smtp", sink.port) as p:
+        p.prepare(size)
+        subprocess.run(_self("profile", p.root), check=True, cwd=REPO, env=p.env)
+        sink.received()
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(s.replace("_", "")) for s in text.split(","))
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--child"]:
         kind, args = argv[1], argv[2:]
         if kind == "prepare":
-            out = child_prepare(Path(args[0]), int(args[1]), int(args[2]))
-        elif kind == "build":
-            out = child_build(Path(args[0]))
+            out = child_prepare(Path(args[0]), int(args[1]), args[2] == "1")
         elif kind == "raw":
             out = child_raw(int(args[0]), Path(args[1]), int(args[2]), int(args[3]))
         elif kind == "profile":
@@ -379,37 +870,41 @@ def main(argv: list[str]) -> None:
             raise SystemExit(f"unknown child {kind!r}")
         print(json.dumps(out), flush=True)
         return
-    if argv[:1] == ["--smoke"]:
-        # The smallest size through every path (CI runs this so the script cannot rot).
-        argv = ["40"]
-        profile(40)
-    if argv[:1] == ["--profile"]:
-        return profile(int(argv[1]) if len(argv) > 1 else 20_000)
-    sizes = [int(a) for a in argv] or [10_000, 100_000]
-    print(
-        f"send benchmark: brief send through smtp, {CONCURRENCY} connections, aiosmtpd sink "
-        f"on loopback (cpu: {os.cpu_count()}); each step a fresh process"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default=",".join(STEPS), help="comma-separated: %(default)s")
+    parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--sizes", type=_sizes, default=(10_000, 100_000), help="smtp steps")
+    parser.add_argument("--aiosmtpd-sizes", type=_sizes, help="default: --sizes")
+    parser.add_argument("--http-size", type=int, default=100_000)
+    parser.add_argument("--big", type=int, default=1_000_000, help="no-op provider")
+    parser.add_argument("--join-size", type=int, default=200_000)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per send")
+    parser.add_argument("--profile", type=int, metavar="N", help="profile one send of N")
+    parser.add_argument("--smoke", action="store_true", help="every step once, tiny (CI)")
+    a = parser.parse_args(argv)
+    if a.profile:
+        return profile(a.profile)
+    steps = [s for s in a.steps.split(",") if s]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps {sorted(unknown)}; known: {', '.join(STEPS)}")
+    o = Options(
+        tuple(a.backends.split(",")),
+        a.sizes,
+        a.aiosmtpd_sizes or a.sizes,
+        a.http_size,
+        a.big,
+        a.join_size,
+        a.connections,
+        a.timeout,
+        a.smoke,
     )
-    rows = []
-    for size in sizes:
-        row = measure(size)
-        rows.append(row)
-        print(
-            f"{row['size']:>7,}: message {row['message_bytes']:,} B, sent {row['sent']:,}, "
-            f"sink got {row['sink_received']:,} (raw + brief), send {row['send_seconds']} s "
-            f"in a {row['send_process_seconds']} s process; build process peak "
-            f"{row['build_peak_rss_mb']} MB",
-            flush=True,
-        )
-    print()
-    _table(rows)
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        print(
-            f"send peak RSS {b['size']:,} / {a['size']:,}: "
-            f"{b['send_peak_rss_mb'] / a['send_peak_rss_mb']:.2f}x "
-            f"({b['send_peak_rss_mb'] - a['send_peak_rss_mb']:+.1f} MB; flat is 1.00x)"
-        )
+    if a.smoke:
+        # The smallest sizes through every step once (CI runs this so the script cannot rot).
+        o = Options(o.backends, (40,), (40,), 40, 40, 3000, 2, 120, True)
+        profile(40)
+    run(steps, o)
 
 
 if __name__ == "__main__":

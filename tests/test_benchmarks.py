@@ -16,6 +16,18 @@ import pytest
 from tests.conftest import REPO
 
 SCRIPTS = sorted((REPO / "benchmarks").glob("bench_*.py"))
+# The measured steps a smoke run must report figures for ("  <step>: {json}"): a step
+# dropped from the smoke run would otherwise rot unseen.
+SMOKE_STEPS = {
+    "bench_send": (
+        "smtp-sink sqlite 40",
+        "aiosmtpd postgresql 40",
+        "http postgresql 40",
+        "noop sqlite 40",
+        "noop postgresql 40",
+        "join postgresql 3,000",
+    ),
+}
 
 
 def test_there_are_benchmarks_to_smoke():
@@ -42,3 +54,5 @@ def test_benchmark_runs_at_smoke_size(script, tmp_path):
     if "skipped" in output:
         # A part left out (PostgreSQL down): a skip, which CI (BRIEF_NO_SKIPS) turns into a failure.
         pytest.skip(f"{script.name} --smoke left a part out:\n{output}")
+    missing = [s for s in SMOKE_STEPS.get(script.stem, ()) if f"  {s}: {{" not in output]
+    assert not missing, f"{script.name} --smoke reported no figures for {missing}:\n{output}"
