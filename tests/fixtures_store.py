@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,14 @@ def unmigrated_store_url(request, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'store' / 'brief.db'}"
         return
+    with pg_empty_schema() as url:
+        yield url
+
+
+@contextmanager
+def pg_empty_schema() -> Iterator[str]:
+    """The URL of a fresh, empty PostgreSQL schema, dropped afterwards (skip when the
+    server does not answer)."""
     import sqlalchemy as sa
 
     admin_url = _pg_admin_url()

@@ -3,30 +3,20 @@ planner knows, and queueing that does not grow with the campaign."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 
-from tests.fixtures_store import _pg_admin_url
+from tests.fixtures_store import pg_empty_schema
 
 
 @pytest.fixture
 def pg_store_url() -> Iterator[str]:
     """An empty PostgreSQL schema: the planner questions here are PostgreSQL's alone
     (SQLite plans by its indexes)."""
-    admin_url = _pg_admin_url()
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{admin_url}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.dispose()
+    with pg_empty_schema() as url:
+        yield url
 
 
 def _members(engine, count: int) -> int:
