@@ -138,18 +138,23 @@ def web_engine(web_settings):
     engine.dispose()
 
 
-@pytest.fixture
-def client_for(web_engine):
-    """Build a TestClient over create_app(settings, engine=...) with extra keyword args."""
+def _clients_over(engine):
+    """A maker of TestClients over create_app(settings, engine=engine, **kwargs)."""
     from starlette.testclient import TestClient
 
     from pipeline.web.public import create_app
 
     def make(settings, **kwargs):
-        app = create_app(settings, engine=web_engine, **kwargs)
+        app = create_app(settings, engine=engine, **kwargs)
         return TestClient(app, base_url=settings.newsletter.base_url)
 
     return make
+
+
+@pytest.fixture
+def client_for(web_engine):
+    """Build a TestClient over create_app(settings, engine=...) with extra keyword args."""
+    return _clients_over(web_engine)
 
 
 @pytest.fixture
@@ -240,15 +245,7 @@ def store_settings(web_settings, store_url):
 @pytest.fixture
 def store_client_for(store):
     """Like client_for, over the parametrised ``store`` engine."""
-    from starlette.testclient import TestClient
-
-    from pipeline.web.public import create_app
-
-    def make(settings, **kwargs):
-        app = create_app(settings, engine=store, **kwargs)
-        return TestClient(app, base_url=settings.newsletter.base_url)
-
-    return make
+    return _clients_over(store)
 
 
 @pytest.fixture

@@ -65,6 +65,20 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class _Tracked:
+    """An ASGI ``send`` that remembers whether the response has started: after that,
+    a middleware can no longer answer with a page of its own."""
+
+    def __init__(self, send: Send):
+        self.send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self.send(message)
+
+
 class CatchAll:
     """ASGI middleware turning any unexpected exception into ``render()``'s 500 page.
 
@@ -82,16 +96,9 @@ class CatchAll:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sending = _Tracked(send)
         try:
-            await self.app(scope, receive, tracking)
+            await self.app(scope, receive, sending)
         except Exception as exc:  # noqa: BLE001 - the whole point: nothing escapes as a 500 trace
             self.log.error(
                 "internal error: %s on %s %s",
@@ -99,7 +106,7 @@ class CatchAll:
                 scope.get("method", ""),
                 _route_of(scope.get("path", "")),
             )
-            if not started:
+            if not sending.started:
                 await self.render()(scope, receive, send)
 
 
@@ -134,7 +141,6 @@ class BodyLimit:
                     await self._refuse(scope, receive, send)
                     return
         seen = 0
-        started = False
 
         async def counted() -> Message:
             nonlocal seen
@@ -145,16 +151,11 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
-        async def tracking(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        sending = _Tracked(send)
         try:
-            await self.app(scope, counted, tracking)
+            await self.app(scope, counted, sending)
         except _TooLarge:
-            if not started:
+            if not sending.started:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
