@@ -104,9 +104,9 @@ def main() -> None:
     from mjml import mjml2html
 
     from pipeline.config import load_settings
-    from pipeline.content import load_content
-    from pipeline.render import render_issue, render_mjml
-    from pipeline.templating import environment
+    from pipeline.content.library import load_content
+    from pipeline.render.issue import render_issue, render_mjml
+    from pipeline.render.templating import environment
 
     settings = load_settings(args.config)
     library = load_content(settings)

@@ -191,7 +191,7 @@ class Skipped(Exception):
 
 def _load(root: Path):
     from pipeline.config import load_settings
-    from pipeline.content import load_library
+    from pipeline.content.library import load_library
     from pipeline.send import render
     from pipeline.store import open_store
 
@@ -221,8 +221,8 @@ def child_prepare(root: Path, size: int, with_message: bool) -> dict:
     engine.dispose()
     out: dict = {"import_seconds": round(took, 1)}
     if with_message:
-        from pipeline.message import MessageFactory
         from pipeline.send import delivery_key
+        from pipeline.send.message import MessageFactory
 
         settings, _library, _issue, rendered, engine = _load(root)
         factory = MessageFactory(rendered, settings, list_name="main")

@@ -67,7 +67,7 @@ def run(backend: str, rounds: int, delay: float) -> dict[str, list[float]]:
     from pipeline.config import load_settings
 
     try:
-        from pipeline.notices import queued
+        from pipeline.send.notices import queued
     except ImportError:  # before the queue (to measure the old code): mail went in-request
 
         def queued(engine):

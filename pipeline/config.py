@@ -21,7 +21,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from pipeline.errors import ConfigError
 
 CONFIG_NAME = "brief.toml"
 

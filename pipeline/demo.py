@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
-from .assemble import assemble, mark_status
-from .config import Settings, load_settings
-from .content import Issue, load_content
-from .errors import BriefError
-from .private import private_dirs
+from pipeline.config import Settings, load_settings
+from pipeline.content.assemble import assemble, mark_status
+from pipeline.content.library import Issue, load_content
+from pipeline.errors import BriefError
+from pipeline.private import private_dirs
 
 COPIED = ("glossary", "museum", "issues", "templates")
 
@@ -62,10 +62,10 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Assemble, render and send the next issue to ``readers`` example.com addresses."""
-    from .cli_render import write_rendered
-    from .send import send_campaign
-    from .site import build_site
-    from .store import add_subscriber, audience_count, create_list, open_store
+    from pipeline.cli.render import write_rendered
+    from pipeline.render.site import build_site
+    from pipeline.send import send_campaign
+    from pipeline.store import add_subscriber, audience_count, create_list, open_store
 
     demo = prepare(settings, env)
     say(f"demo copy of the newsletter: {demo.root}")

@@ -65,7 +65,7 @@ def settings(project: Path):
 @pytest.fixture
 def brief(project: Path, monkeypatch):
     """Run the ``brief`` command in-process against ``project``; returns an Outcome."""
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     def run(
         *args: str,

@@ -63,8 +63,8 @@ def http_settings(project: Path, httpserver):
 @pytest.fixture
 def http_messages():
     """Build OutgoingMessages for ``READERS`` (or ``n`` generated readers) via MessageFactory."""
-    from pipeline.message import MessageFactory
-    from pipeline.render import Rendered
+    from pipeline.render.issue import Rendered
+    from pipeline.send.message import MessageFactory
 
     def make(settings, n: int | None = None, *, issue: int = 7):
         rendered = Rendered(

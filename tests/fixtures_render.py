@@ -47,7 +47,7 @@ def issue_project(project: Path) -> Path:
 def render_env(issue_project: Path):
     """(settings, library) loaded from the issue project, as the CLI loads them."""
     from pipeline.config import load_settings
-    from pipeline.content import load_content as load_library
+    from pipeline.content.library import load_content as load_library
 
     settings = load_settings(issue_project / "brief.toml", env={})
     return settings, load_library(settings)

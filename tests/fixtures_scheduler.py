@@ -21,7 +21,7 @@ def local(text: str) -> datetime:
 
 def set_status(path: Path, status: str) -> None:
     """Change an issue file's status as an editor would."""
-    from pipeline.assemble import mark_status
+    from pipeline.content.assemble import mark_status
 
     mark_status(path, status)
 
@@ -34,7 +34,7 @@ def with_schedule(settings, **changes):
 @pytest.fixture
 def sched_lib(settings) -> Callable:
     """Load the project's content fresh (the daemon reloads it every tick)."""
-    from pipeline.content import load_content
+    from pipeline.content.library import load_content
 
     return partial(load_content, settings)
 

@@ -194,7 +194,7 @@ def gated_sink() -> Iterator[Sink]:
 def send_env(project: Path, store_url: str):
     """Make a ``SendEnv``: brief.toml pointed at a sink and at ``store_url`` (each backend)."""
     from pipeline.config import load_settings
-    from pipeline.content import load_library
+    from pipeline.content.library import load_library
     from pipeline.store import open_store
 
     engines = []

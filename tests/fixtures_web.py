@@ -86,7 +86,7 @@ def published_settings(published: Path):
 
 @pytest.fixture
 def published_library(published: Path, published_settings):
-    from pipeline.content import load_content
+    from pipeline.content.library import load_content
 
     return load_content(published_settings)
 
@@ -176,8 +176,8 @@ def outbox_messages(settings, *, deliver: bool = True) -> list:
     from email import policy
 
     if deliver:
-        from pipeline.content import read_content
-        from pipeline.notices import drain
+        from pipeline.content.library import read_content
+        from pipeline.send.notices import drain
         from pipeline.store import open_store
 
         engine = open_store(settings.database.url)

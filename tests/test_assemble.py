@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from pipeline.assemble import assemble, build_queue, forecast, mark_status
-from pipeline.content import load_content
+from pipeline.content.assemble import assemble, build_queue, forecast, mark_status
+from pipeline.content.library import load_content
 from pipeline.errors import BriefError
 
 BEFORE_FIRST = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

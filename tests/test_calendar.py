@@ -9,8 +9,8 @@ import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from pipeline.calendar import is_slot_date, next_slot, previous_slot, slot_at, slots
 from pipeline.config import Schedule
+from pipeline.content.calendar import is_slot_date, next_slot, previous_slot, slot_at, slots
 
 
 def schedule(zone: str, anchor: date = date(2026, 12, 2), at: time = time(7, 0)) -> Schedule:

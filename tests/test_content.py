@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.content import GLOSSARY_SECTIONS, load_library
+from pipeline.content.library import GLOSSARY_SECTIONS, load_library
 from pipeline.errors import ContentError
 from tests.conftest import REPO, SAMPLE
 
@@ -15,7 +15,7 @@ from tests.conftest import REPO, SAMPLE
 def problems_of(root: Path, settings=None) -> list[str]:
     from functools import partial
 
-    from pipeline.calendar import is_slot_date
+    from pipeline.content.calendar import is_slot_date
 
     is_slot = partial(is_slot_date, settings.schedule) if settings else None
     with pytest.raises(ContentError) as info:
@@ -39,7 +39,7 @@ def line_of(path: Path, needle: str) -> int:
 def test_shipped_content_is_clean(settings):
     from functools import partial
 
-    from pipeline.calendar import is_slot_date
+    from pipeline.content.calendar import is_slot_date
 
     lib = load_library(settings.root, partial(is_slot_date, settings.schedule))
     assert len(lib.glossary) >= 6 and len(lib.museum) >= 4

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.content import load_library
+from pipeline.content.library import load_library
 from pipeline.errors import ContentError
 from tests.fixtures_web import body_text, link_in, outbox_messages
 
@@ -127,7 +127,7 @@ def test_commands_report_an_impossible_date_as_path_line_not_an_internal_error(
 def test_read_library_keeps_every_valid_file_and_returns_the_problems(project):
     set_field(project / "glossary" / "inference.md", "queued", "2026-13-45")
     set_field(project / "museum" / "zillow-offers.md", "cost", "[[[")
-    from pipeline.content import read_library
+    from pipeline.content.library import read_library
 
     loaded = read_library(project)
     assert {p.path for p in loaded.problems} == {
@@ -142,7 +142,7 @@ def test_read_library_keeps_every_valid_file_and_returns_the_problems(project):
 
 def test_read_library_leaves_out_an_issue_whose_entry_is_broken(project):
     set_field(project / "glossary" / "deep-learning.md", "queued", "2026-13-45")
-    from pipeline.content import read_library
+    from pipeline.content.library import read_library
 
     loaded = read_library(project)
     assert loaded.library.issues == ()
@@ -247,8 +247,8 @@ def test_any_frontmatter_value_is_a_content_error_or_valid_never_a_crash(tmp_pat
     from hypothesis import strategies as st
 
     from pipeline.config import load_settings
-    from pipeline.content import read_content
-    from pipeline.site import pages
+    from pipeline.content.library import read_content
+    from pipeline.render.site import pages
     from tests.conftest import REPO
 
     root = tmp_path_factory.mktemp("fuzz") / "newsletter"

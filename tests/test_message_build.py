@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from pipeline.render import Rendered
+from pipeline.render.issue import Rendered
 
 
 def _rendered(html=None, text=None, subject="Deep Learning · Zillow’s iBuying"):
@@ -48,7 +48,7 @@ def _parse(raw: bytes):
 
 
 def test_message_carries_list_headers_commit_and_personal_links(settings):
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="abc1234", list_name="main")
     msg = f.build("issue-007.subscriber-42", "ada@example.com", "Ada Lovelace", _values())
@@ -77,7 +77,7 @@ def test_message_carries_list_headers_commit_and_personal_links(settings):
 
 
 def test_values_are_html_escaped_in_html_and_raw_in_text(settings):
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="x")
     msg = f.build("k", "a@example.com", None, _values(name='<b>Tom & "Jerry"</b>'))
@@ -90,7 +90,7 @@ def test_values_are_html_escaped_in_html_and_raw_in_text(settings):
 
 
 def test_empty_name_reads_well(settings):
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     msg = MessageFactory(_rendered(), settings, commit="x").build(
         "k", "a@example.com", None, _values(name="")
@@ -100,7 +100,7 @@ def test_empty_name_reads_well(settings):
 
 
 def test_names_with_line_breaks_cannot_inject_headers(settings):
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="x")
     msg = f.build("k", "a@example.com", "Eve\r\nBcc: victim@example.com", _values())
@@ -110,7 +110,7 @@ def test_names_with_line_breaks_cannot_inject_headers(settings):
 
 
 def test_non_ascii_names_and_domains_are_encoded(settings):
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="x")
     msg = f.build("k", "jose@bücher.de", "José Núñez", _values(name="José"))
@@ -122,7 +122,7 @@ def test_non_ascii_names_and_domains_are_encoded(settings):
 
 def test_addresses_with_spaces_or_newlines_are_refused(settings):
     from pipeline.errors import AddressRefused
-    from pipeline.message import MessageFactory
+    from pipeline.send.message import MessageFactory
 
     f = MessageFactory(_rendered(), settings, commit="x")
     for bad in ("a b@example.com", "a@example.com\r\nBcc: x@y.z", "josé@example.com"):
@@ -136,7 +136,7 @@ def test_addresses_with_spaces_or_newlines_are_refused(settings):
 )
 @given(name=st.text(max_size=300), body=st.text(max_size=400))
 def test_any_name_and_body_round_trip_with_short_lines(settings, name, body):
-    from pipeline.message import MessageFactory, clean_name
+    from pipeline.send.message import MessageFactory, clean_name
 
     r = _rendered(html=f"<p>{body}%%BRIEF_NAME%%</p>", text=f"{body}%%BRIEF_NAME%%{body}")
     msg = MessageFactory(r, settings, commit="x").build(
@@ -152,7 +152,7 @@ def test_any_name_and_body_round_trip_with_short_lines(settings, name, body):
 
 
 def test_test_copy_subject_and_sample_message(settings):
-    from pipeline.message import sample_message, test_copy
+    from pipeline.send.message import sample_message, test_copy
 
     raw = sample_message(test_copy(_rendered()), settings)
     m = _parse(raw)
@@ -163,7 +163,7 @@ def test_test_copy_subject_and_sample_message(settings):
 def test_commit_names_the_content_repository_head(settings, tmp_path):
     import subprocess
 
-    from pipeline.message import content_commit
+    from pipeline.send.message import content_commit
 
     assert content_commit(tmp_path) == "unknown"
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
@@ -197,9 +197,9 @@ def test_the_mail_contract_loads_neither_jinja2_nor_mjml():
     import sys
 
     code = (
-        "import sys; import pipeline.message, pipeline.providers.http, pipeline.mail; "
+        "import sys; import pipeline.send.message, pipeline.providers.http, pipeline.mail; "
         "pipeline.providers.http.placeholders(); "
-        "print(sorted(m for m in ('jinja2', 'mjml', 'pipeline.render') if m in sys.modules))"
+        "print(sorted(m for m in ('jinja2', 'mjml', 'pipeline.render.issue') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,4 @@
-"""Confirmation and welcome emails (pipeline.notices): sent by `brief subscribers add`
+"""Confirmation and welcome emails (pipeline.send.notices): sent by `brief subscribers add`
 through the outbox and a real SMTP server on loopback, and by the welcome after confirming."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pipeline.notices import send_confirmation, send_welcome
+from pipeline.send.notices import send_confirmation, send_welcome
 from pipeline.store import add_subscriber, open_store, resolve, show
 from tests.fixtures_send import Sink, set_keys, use_smtp
 from tests.fixtures_web import body_text, link_in, outbox_messages

@@ -147,8 +147,8 @@ def test_the_message_id_derives_from_the_delivery_key(http_settings, http_messag
 
 
 def test_real_delivery_keys_travel_as_tags_and_come_back(http_settings, httpserver):
-    from pipeline.message import MessageFactory
-    from pipeline.render import Rendered
+    from pipeline.render.issue import Rendered
+    from pipeline.send.message import MessageFactory
     from tests.fixtures_providers import SAMPLE_HTML, SAMPLE_TEXT
 
     provider = _resend(http_settings)

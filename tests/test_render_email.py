@@ -15,7 +15,7 @@ from tests.conftest import SAMPLE
 
 
 def _render(settings, library, ref=1):
-    from pipeline.render import render_issue
+    from pipeline.render.issue import render_issue
 
     return render_issue(library.issue(ref), library, settings)
 
@@ -28,7 +28,7 @@ def _visible(html: str) -> str:
 
 def _sample_landmarks() -> list[str]:
     """Every section heading and numbered question of the reference sample, in order."""
-    from pipeline.content import GLOSSARY_SECTIONS
+    from pipeline.content.library import GLOSSARY_SECTIONS
 
     out = []
     for line in SAMPLE.read_text(encoding="utf-8").splitlines():
@@ -105,7 +105,7 @@ def test_header_and_footer_carry_name_issue_promise_address_and_links(render_env
 
 
 def test_greeting_reads_well_with_and_without_a_name(render_env):
-    from pipeline.render import personalise
+    from pipeline.render.issue import personalise
 
     settings, library = render_env
     rendered = _render(settings, library)
@@ -134,7 +134,7 @@ def test_plain_text_is_wrapped_at_72_with_no_tags_or_entities(render_env):
 
 
 def test_links_become_footnotes_listed_after_their_section(issue_project, render_env):
-    from pipeline.content import load_content as load_library
+    from pipeline.content.library import load_content as load_library
 
     settings, _ = render_env
     story = issue_project / "museum" / "knight-capital.md"

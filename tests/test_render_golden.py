@@ -17,8 +17,8 @@ GOLDEN = Path(__file__).parent / "golden"
 
 def test_golden_issue_renders_exactly_as_recorded(tmp_path):
     from pipeline.config import load_settings
-    from pipeline.content import load_content as load_library
-    from pipeline.render import render_issue
+    from pipeline.content.library import load_content as load_library
+    from pipeline.render.issue import render_issue
 
     root = tmp_path / "newsletter"
     shutil.copytree(GOLDEN / "newsletter", root)

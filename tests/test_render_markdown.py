@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.markdown import Footnotes, to_html, to_text
+from pipeline.render.markdown import Footnotes, to_html, to_text
 
 
 def test_html_takes_inline_styles_from_the_template_mapping():

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from pipeline.daemon import ASSEMBLE_JOB, JOBS_TABLE, SEND_JOB, Daemon
-from pipeline.scheduler import slot_events
+from pipeline.daemon.scheduler import slot_events
+from pipeline.daemon.service import ASSEMBLE_JOB, JOBS_TABLE, SEND_JOB, Daemon
 from pipeline.store import locks as lock
 from tests.fixtures_scheduler import local, set_status
 

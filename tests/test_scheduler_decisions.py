@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.scheduler import (
+from pipeline.daemon.scheduler import (
     ASSEMBLE,
     MISS,
     SEND,
@@ -29,7 +29,7 @@ def kinds(actions):
 
 
 def write_issue_for(sched_lib, settings, day: date, status: str = "draft"):
-    from pipeline.assemble import assemble
+    from pipeline.content.assemble import assemble
 
     made = assemble(sched_lib(), settings, local("2026-12-10T00:00"), day)
     if status != "draft":

@@ -11,7 +11,7 @@ from email.policy import default
 
 import sqlalchemy as sa
 
-from pipeline.daemon import Daemon
+from pipeline.daemon.service import Daemon
 from pipeline.store import add_subscriber, open_store
 from tests.fixtures_scheduler import local, outbox_files, set_status, with_schedule
 
@@ -237,7 +237,7 @@ def test_a_send_left_with_unknown_deliveries_is_an_error_and_not_done(
     from functools import partial
 
     from pipeline.config import load_settings
-    from pipeline.content import load_content
+    from pipeline.content.library import load_content
     from tests.fixtures_send import use_smtp
 
     use_smtp(project, smtp_sink, concurrency=1)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pickle
 from datetime import timedelta
 
-from pipeline import calendar
-from pipeline.daemon import SlotTrigger
-from pipeline.scheduler import assemble_time
+from pipeline.content import calendar
+from pipeline.daemon.scheduler import assemble_time
+from pipeline.daemon.service import SlotTrigger
 from tests.fixtures_scheduler import local, with_schedule
 
 

@@ -14,7 +14,7 @@ from tests.fixtures_send import set_keys, subscribe_many, use_smtp
 
 def _setup(project: Path, sink, count: int, **provider):
     from pipeline.config import load_settings
-    from pipeline.content import load_library
+    from pipeline.content.library import load_library
     from pipeline.store import open_store
 
     use_smtp(project, sink, **provider)
@@ -66,8 +66,8 @@ def test_second_send_of_same_issue_mails_nobody_again(project, smtp_sink):
 
 
 def test_unapproved_issue_is_refused_without_force(project, smtp_sink):
-    from pipeline.assemble import mark_status
-    from pipeline.content import load_library
+    from pipeline.content.assemble import mark_status
+    from pipeline.content.library import load_library
     from pipeline.errors import SendError
 
     settings, engine, library, issue, _ = _setup(project, smtp_sink, 2)

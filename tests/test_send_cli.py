@@ -45,7 +45,7 @@ def test_send_asks_for_confirmation_with_the_count_and_no_sends_nothing(project,
 
 
 def test_unapproved_issue_is_one_line_error_without_traceback(project, brief):
-    from pipeline.assemble import mark_status
+    from pipeline.content.assemble import mark_status
 
     subscribe_many(_engine(project), 1)
     mark_status(next((project / "issues").glob("001-*.md")), "draft")

@@ -114,7 +114,7 @@ def test_a_kill_leaves_unknown_at_most_one_message_per_connection(project, smtp_
 def test_every_answer_is_recorded_while_the_send_goes_on(project, smtp_sink):
     """Measured: results were written per chunk of 100, so a crash lost up to 100 answers."""
     from pipeline.config import load_settings
-    from pipeline.content import load_library
+    from pipeline.content.library import load_library
     from pipeline.send import send_campaign
     from tests.fixtures_send import _Handler
 

@@ -82,8 +82,8 @@ def test_smtp_without_tls_is_refused_off_loopback(project):
 
 def test_smtp_reuses_one_connection_and_reconnects_after_a_drop(project, smtp_sink):
     from pipeline.config import load_settings
-    from pipeline.message import MessageFactory
     from pipeline.providers import load_provider
+    from pipeline.send.message import MessageFactory
     from tests.fixtures_send import use_smtp
     from tests.test_message_build import _rendered, _values
 

@@ -269,7 +269,7 @@ def test_reputation_guard_pauses_and_resumes_on_each_backend(send_env, smtp_sink
 def test_scheduler_reads_slot_events_and_the_ledger_on_each_backend(send_env, smtp_sink):
     from datetime import datetime, timedelta
 
-    from pipeline.scheduler import Action, claim, read_state
+    from pipeline.daemon.scheduler import Action, claim, read_state
     from pipeline.store import ledger as lg
     from pipeline.store import locks as lock
 

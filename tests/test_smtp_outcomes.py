@@ -21,8 +21,8 @@ from tests.smtp_faults import Fault
 
 def _provider(project, server, **smtp):
     from pipeline.config import load_settings
-    from pipeline.message import MessageFactory
     from pipeline.providers import load_provider
+    from pipeline.send.message import MessageFactory
     from tests.test_message_build import _rendered
 
     use_smtp(project, server)

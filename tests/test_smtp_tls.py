@@ -31,7 +31,7 @@ def _one(settings, to: str = "editor@example.com"):
 
 
 def _campaign(project: Path, settings, count: int):
-    from pipeline.content import load_library
+    from pipeline.content.library import load_library
     from pipeline.send import send_campaign
     from pipeline.store import open_store
 

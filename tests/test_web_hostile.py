@@ -189,7 +189,7 @@ def test_bad_trusted_proxies_setting_names_the_key(published, value):
 
 
 def _queued(engine) -> list:
-    from pipeline.notices import queued
+    from pipeline.send.notices import queued
 
     return queued(engine)
 
@@ -197,7 +197,7 @@ def _queued(engine) -> list:
 def test_subscribe_does_the_same_work_for_every_address_and_mails_later(
     store_client, store, store_settings
 ):
-    from pipeline.notices import drain
+    from pipeline.send.notices import drain
     from pipeline.store import suppress
 
     add_subscriber(store, "known@example.com", confirmed=True, source="test")
@@ -232,7 +232,7 @@ def _smtp_settings(settings, port: int):
 def test_a_failed_confirmation_is_retried_later_and_sent_once(store, store_settings, smtp_sink):
     from datetime import UTC, datetime, timedelta
 
-    from pipeline.notices import drain, enqueue_subscribe
+    from pipeline.send.notices import drain, enqueue_subscribe
     from tests.servers import free_port
 
     down = _smtp_settings(store_settings, free_port())  # nothing listens there
@@ -255,7 +255,7 @@ def test_a_failed_confirmation_is_retried_later_and_sent_once(store, store_setti
 def test_confirm_answers_at_once_and_the_welcome_follows_from_the_queue(
     store_client, store, store_settings
 ):
-    from pipeline.notices import drain
+    from pipeline.send.notices import drain
 
     pending = add_subscriber(store, ANN, "Ann", source="test")
     response = store_client.post(f"/confirm/{pending.confirm_token}")
@@ -285,7 +285,7 @@ def test_serve_drains_the_queue_in_the_background(live_public):
 
 
 def test_brief_run_sends_what_the_public_app_queued(settings, brief):
-    from pipeline.notices import enqueue_subscribe
+    from pipeline.send.notices import enqueue_subscribe
     from pipeline.store import open_store
 
     engine = open_store(settings.database.url)
@@ -337,7 +337,7 @@ def test_an_over_long_name_gets_the_form_back_and_queues_nothing(store_client, s
 def test_control_characters_typed_into_the_form_never_reach_the_store(
     store_client, store, store_settings
 ):
-    from pipeline.notices import drain
+    from pipeline.send.notices import drain
 
     response = _signup_named(store_client, ANN, "Ann\u0000\x1b[31m\u2028Smith")
     assert response.status_code == 200
@@ -354,7 +354,7 @@ def _signup_named(client, email, name):
 
 
 def test_a_welcome_for_someone_erased_meanwhile_is_dropped_not_retried(store, store_settings):
-    from pipeline.notices import drain, enqueue_welcome
+    from pipeline.send.notices import drain, enqueue_welcome
     from pipeline.store import forget
 
     add_subscriber(store, ANN, "Ann", confirmed=True, source="test")

@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 
-from ..config import Settings
-from ..errors import ConfigError
-from .base import Provider
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.providers.base import Provider
 
 GROUP = "brief.providers"
 

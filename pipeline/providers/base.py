@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ..config import Settings
+from pipeline.config import Settings
 
 # The mail contract lives in pipeline.mail; providers import it from here too.
-from ..mail import UNTOUCHED, Content, Fate, OutgoingMessage, Result, scrub
+from pipeline.mail import UNTOUCHED, Content, Fate, OutgoingMessage, Result, scrub
 
 __all__ = [
     "UNTOUCHED",

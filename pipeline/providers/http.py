@@ -25,11 +25,11 @@ from urllib.parse import urlsplit
 import requests
 from urllib3.exceptions import NewConnectionError
 
-from .. import __version__
-from ..config import Settings
-from ..errors import ProviderError, ProviderUnavailable
-from ..mail import PLACEHOLDERS
-from .base import Fate, OutgoingMessage, Result, scrub
+from pipeline import __version__
+from pipeline.config import Settings
+from pipeline.errors import ProviderError, ProviderUnavailable
+from pipeline.mail import PLACEHOLDERS
+from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
 

@@ -17,9 +17,9 @@ import re
 
 import requests
 
-from ..errors import ProviderError
-from .base import Fate, OutgoingMessage, Result
-from .http import (
+from pipeline.errors import ProviderError
+from pipeline.providers.base import Fate, OutgoingMessage, Result
+from pipeline.providers.http import (
     KEY_FIELD,
     Answer,
     Failure,

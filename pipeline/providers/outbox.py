@@ -12,9 +12,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..config import Settings
-from ..private import private_dirs
-from .base import OutgoingMessage, Result
+from pipeline.config import Settings
+from pipeline.private import private_dirs
+from pipeline.providers.base import OutgoingMessage, Result
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
-from ..errors import ProviderError
-from .base import Fate, OutgoingMessage, Result, scrub
-from .http import (
+from pipeline.errors import ProviderError
+from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.http import (
     KEY_FIELD,
     Answer,
     Failure,

@@ -25,9 +25,9 @@ from urllib.parse import parse_qsl, quote, urlsplit
 
 import requests
 
-from ..errors import ProviderError, ProviderUnavailable
-from .base import Fate, OutgoingMessage, Result, scrub
-from .http import (
+from pipeline.errors import ProviderError, ProviderUnavailable
+from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.http import (
     Failure,
     HttpProvider,
     body_json,

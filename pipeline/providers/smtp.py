@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import Settings
-from ..errors import ConfigError, ProviderError, ProviderUnavailable
-from .base import Fate, OutgoingMessage, Result, scrub
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, ProviderError, ProviderUnavailable
+from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
 
 _NO_MAILBOX = re.compile(
     r"\b5\.1\.(1|10|2|6)\b|no such (user|mailbox|recipient)|user unknown|unknown user|"

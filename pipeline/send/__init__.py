@@ -4,8 +4,8 @@ judging of provider answers (``outcomes``), one-off mails outside the ledger
 
 from __future__ import annotations
 
-from ..errors import SendStopped
-from .campaign import (
+from pipeline.errors import SendStopped
+from pipeline.send.campaign import (
     CampaignReport,
     Plan,
     Progress,
@@ -15,10 +15,10 @@ from .campaign import (
     render,
     send_campaign,
 )
-from .oneoff import send_one, send_test
-from .outcomes import backoff
-from .signals import stop_on_signals
-from .workers import delivery_key
+from pipeline.send.oneoff import send_one, send_test
+from pipeline.send.outcomes import backoff
+from pipeline.send.signals import stop_on_signals
+from pipeline.send.workers import delivery_key
 
 # `brief send` exits with this when a signal stopped it cleanly: run it again to resume.
 EXIT_STOPPED = SendStopped.exit_code

@@ -26,20 +26,20 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from ..config import Settings
-from ..content import Issue, Library
-from ..errors import SendError
-from ..message import MessageFactory
-from ..providers import load_provider
-from ..providers.base import Provider
-from ..store import audience, audience_count, suppress
-from ..store import ledger as lg
-from ..store.audience import recipients_by_id
-from ..store.db import utcnow
-from ..store.ledger import CampaignState, DeliveryState, FailureGroup, Outcome, PauseKind
-from .outcomes import RETRY_BASE, Guard, Judge
-from .ratelimit import RateLimiter
-from .workers import Answer, Chunk, Step, Worker, delivery_key
+from pipeline.config import Settings
+from pipeline.content.library import Issue, Library
+from pipeline.errors import SendError
+from pipeline.providers import load_provider
+from pipeline.providers.base import Provider
+from pipeline.send.message import MessageFactory
+from pipeline.send.outcomes import RETRY_BASE, Guard, Judge
+from pipeline.send.ratelimit import RateLimiter
+from pipeline.send.workers import Answer, Chunk, Step, Worker, delivery_key
+from pipeline.store import audience, audience_count, suppress
+from pipeline.store import ledger as lg
+from pipeline.store.audience import recipients_by_id
+from pipeline.store.db import utcnow
+from pipeline.store.ledger import CampaignState, DeliveryState, FailureGroup, Outcome, PauseKind
 
 SENDABLE = ("approved", "sent")
 HEARTBEAT_EVERY = 10.0
@@ -106,7 +106,7 @@ def check_sendable(issue: Issue, force: bool) -> None:
 
 def render(issue: Issue, library: Library, settings: Settings) -> Any:
     """Render the issue once (imported here so sending alone stays light)."""
-    from ..render import render_issue
+    from pipeline.render.issue import render_issue
 
     return render_issue(issue, library, settings)
 
@@ -541,7 +541,7 @@ def plan(
     include_new: bool = False,
 ) -> Plan:
     """The count, the first recipients and one message's size of the next run of a send."""
-    from ..message import sample_values
+    from pipeline.send.message import sample_values
 
     factory = MessageFactory(rendered, settings, list_name=list_name)
     camp = lg.find_campaign(engine, issue.number, list_name)

@@ -7,12 +7,12 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from ..config import Settings
-from ..content import Issue, Library
-from ..message import MessageFactory, sample_values, test_copy
-from ..providers import load_provider
-from ..providers.base import OutgoingMessage, Result
-from .campaign import render
+from pipeline.config import Settings
+from pipeline.content.library import Issue, Library
+from pipeline.providers import load_provider
+from pipeline.providers.base import OutgoingMessage, Result
+from pipeline.send.campaign import render
+from pipeline.send.message import MessageFactory, sample_values, test_copy
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def send_one(
 
 
 def _with_headers(msg: OutgoingMessage, headers: dict[str, str]) -> OutgoingMessage:
-    from ..message import _header_text
+    from pipeline.send.message import _header_text
 
     extra = b"".join(_header_text(k, v) for k, v in headers.items())
     return OutgoingMessage(

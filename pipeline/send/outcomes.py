@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from ..providers.base import Fate, Result, scrub
-from ..store.ledger import DeliveryState, Outcome
+from pipeline.providers.base import Fate, Result, scrub
+from pipeline.store.ledger import DeliveryState, Outcome
 
 RETRY_BASE = 30.0  # seconds before the first retry of a transient failure
 RETRY_CAP = 1800.0  # never wait more than half an hour between two tries

@@ -14,12 +14,12 @@ import queue
 import threading
 from dataclasses import dataclass, field
 
-from ..errors import ProviderError, ProviderUnavailable, SendError
-from ..message import MessageFactory
-from ..providers.base import Fate, OutgoingMessage, Provider, Result
-from ..store.audience import Recipient
-from ..store.ledger import Claimed
-from .ratelimit import RateLimiter
+from pipeline.errors import ProviderError, ProviderUnavailable, SendError
+from pipeline.providers.base import Fate, OutgoingMessage, Provider, Result
+from pipeline.send.message import MessageFactory
+from pipeline.send.ratelimit import RateLimiter
+from pipeline.store.audience import Recipient
+from pipeline.store.ledger import Claimed
 
 
 def delivery_key(issue_number: int, subscriber_id: int) -> str:

@@ -21,9 +21,9 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..config import Settings
-from ..content import Issue, Library, load_content
-from ..errors import BriefError, ContentError
+from pipeline.config import Settings
+from pipeline.content.library import Issue, Library, load_content
+from pipeline.errors import BriefError, ContentError
 
 WATCHED = ("glossary", "museum", "issues", "templates")
 VIEWS = {
@@ -60,7 +60,7 @@ def create_app(
     state = _State()
 
     def environment():
-        from ..templating import environment as make
+        from pipeline.render.templating import environment as make
 
         # A fresh environment after any change: template edits always show.
         if state.env is None or state.env_version != state.version:
@@ -68,8 +68,8 @@ def create_app(
         return state.env
 
     def render(ref: str):
-        from ..lint import lint_rendered
-        from ..render import render_issue
+        from pipeline.render.issue import render_issue
+        from pipeline.render.lint import lint_rendered
 
         library = loader(settings)
         issue = library.issue(ref)
@@ -104,8 +104,8 @@ def create_app(
             issue, rendered, findings = render(ref)
         except BriefError as exc:
             return _page(settings, f"Issue {ref}", version, _switches(ref, view) + _error(exc))
-        from ..message import sample_values
-        from ..render import personalise
+        from pipeline.render.issue import personalise
+        from pipeline.send.message import sample_values
 
         _, text = personalise(rendered, sample_values(settings, "Sam"))
         nl = settings.newsletter
@@ -143,8 +143,8 @@ def create_app(
             _, rendered, _ = render(request.path_params["ref"])
         except BriefError as exc:
             return HTMLResponse(f"<!doctype html><body>{_error(exc)}</body>", status_code=500)
-        from ..message import sample_values
-        from ..render import personalise
+        from pipeline.render.issue import personalise
+        from pipeline.send.message import sample_values
 
         out, _ = personalise(rendered, sample_values(settings, "Sam"))
         return HTMLResponse(out)
@@ -154,8 +154,8 @@ def create_app(
             _, rendered, _ = render(request.path_params["ref"])
         except BriefError as exc:
             return PlainTextResponse(str(exc), status_code=500)
-        from ..message import sample_values
-        from ..render import personalise
+        from pipeline.render.issue import personalise
+        from pipeline.send.message import sample_values
 
         return PlainTextResponse(personalise(rendered, sample_values(settings, "Sam"))[1])
 

@@ -1,11 +1,11 @@
 """The public app (`brief serve`): subscribe, confirm, unsubscribe, preferences, webhooks,
-and the web archive from ``pipeline.site``.
+and the web archive from ``pipeline.render.site``.
 
 Pages are plain HTML forms from ``templates/web`` (no JavaScript, no cookies). Tokens
 travel only in paths and are never logged; every bad or tampered token gets the same
 plain 404 page. Store and mail calls are synchronous, so they run in the thread pool.
 Confirmation and welcome mails never go out inside a request: the request queues them
-(``pipeline.notices``) and a background task of the app sends them and retries.
+(``pipeline.send.notices``) and a background task of the app sends them and retries.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from ..config import Settings
-from ..content import Library
-from ..errors import BriefError, NotFound, StoreError, TokenError
-from ..site import pages
-from ..store.rate_hits import allow
-from ..templating import environment, render_template
-from ..webhooks import mailgun, postmark, resend, sendgrid, ses
-from ..webhooks.apply import apply_events, remember_token
-from ..webhooks.common import BadPayload, Unverified, clean_text
-from .security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
+from pipeline.config import Settings
+from pipeline.content.library import Library
+from pipeline.errors import BriefError, NotFound, StoreError, TokenError
+from pipeline.render.site import pages
+from pipeline.render.templating import environment, render_template
+from pipeline.store.rate_hits import allow
+from pipeline.web.security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
+from pipeline.webhooks import mailgun, postmark, resend, sendgrid, ses
+from pipeline.webhooks.apply import apply_events, remember_token
+from pipeline.webhooks.common import BadPayload, Unverified, clean_text
 
 log = logging.getLogger("brief.web")
 
@@ -97,7 +97,7 @@ class _State:
 
 
 def _default_loader(settings: Settings) -> Callable[[], Library]:
-    from ..content import read_content
+    from pipeline.content.library import read_content
 
     def load() -> Library:
         # The valid part: one broken draft must not take the archive (or a welcome
@@ -125,7 +125,7 @@ def create_app(
     (a loopback server), never settings, so production always insists on AWS.
     """
     if engine is None:
-        from ..store import open_store
+        from pipeline.store import open_store
 
         engine = open_store(settings.database.url)
     state = _State(
@@ -170,7 +170,7 @@ def create_app(
         return (data.get(key) or [""])[0].strip()
 
     async def list_names() -> list[str]:
-        from ..store import lists
+        from pipeline.store import lists
 
         found = [info.name for info in await run_in_threadpool(lists, engine)]
         default = settings.newsletter.default_list
@@ -179,7 +179,7 @@ def create_app(
     # -- mail: queued here, sent by the background task ---------------------------------
 
     def drain_queue() -> None:
-        from ..notices import drain
+        from pipeline.send.notices import drain
 
         drain(settings, engine, library=state.library_or_none, env=env)
 
@@ -210,9 +210,9 @@ def create_app(
             return again("Please enter your email address.")
         if list_name not in lists:
             return again("Please choose one of the lists shown.")
-        from ..notices import enqueue_subscribe
-        from ..store import normalise_email
-        from ..store.normalise import clean_name
+        from pipeline.send.notices import enqueue_subscribe
+        from pipeline.store import normalise_email
+        from pipeline.store.normalise import clean_name
 
         try:
             email = normalise_email(raw_email)
@@ -247,7 +247,7 @@ def create_app(
     # -- confirm --------------------------------------------------------------------------
 
     async def confirm_page(request: Request) -> Response:
-        from ..store import resolve
+        from pipeline.store import resolve
 
         token = request.path_params["token"]
         try:
@@ -274,9 +274,9 @@ def create_app(
         )
 
     async def confirm(request: Request) -> Response:
-        from ..notices import enqueue_welcome
-        from ..store import confirm as store_confirm
-        from ..store import resolve
+        from pipeline.send.notices import enqueue_welcome
+        from pipeline.store import confirm as store_confirm
+        from pipeline.store import resolve
 
         if not same_origin(request, {base_origin}):
             return forbidden()
@@ -304,7 +304,7 @@ def create_app(
     # -- unsubscribe ------------------------------------------------------------------------
 
     async def unsubscribe_page(request: Request) -> Response:
-        from ..store import resolve
+        from pipeline.store import resolve
 
         try:
             target = await run_in_threadpool(
@@ -323,7 +323,7 @@ def create_app(
 
     async def unsubscribe(request: Request) -> Response:
         """RFC 8058 one-click: the POST body ``List-Unsubscribe=One-Click`` is the consent."""
-        from ..store import resolve, unsubscribe_by_token
+        from pipeline.store import resolve, unsubscribe_by_token
 
         token = request.path_params["token"]
         data = await form(request)
@@ -350,7 +350,7 @@ def create_app(
     # -- preferences ------------------------------------------------------------------------
 
     async def preferences_state(token: str) -> tuple[Any, list[dict]]:
-        from ..store import lists, resolve, show
+        from pipeline.store import lists, resolve, show
 
         target = await run_in_threadpool(resolve, engine, token, "preferences")
         detail = await run_in_threadpool(show, engine, target.email)
@@ -379,8 +379,8 @@ def create_app(
         return preferences_view(target, choices, saved=False)
 
     async def preferences(request: Request) -> Response:
-        from ..notices import enqueue_confirmation
-        from ..store import add_subscriber, unsubscribe_by_address
+        from pipeline.send.notices import enqueue_confirmation
+        from pipeline.store import add_subscriber, unsubscribe_by_address
 
         if not same_origin(request, {base_origin}):
             return forbidden()

@@ -23,8 +23,7 @@ from pipeline.store.events import log_event
 from pipeline.store.normalise import hash_normalised, normalise_email
 from pipeline.store.schema import subscribers, webhook_events
 from pipeline.store.suppress import add_suppression
-
-from .common import Event
+from pipeline.webhooks.common import Event
 
 log = logging.getLogger("brief.webhooks")
 MAX_EVENT_ID = 200

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from pipeline.config import Settings
-
-from .common import BadPayload, Event, Unverified, load_json, scrub
+from pipeline.webhooks.common import BadPayload, Event, Unverified, load_json, scrub
 
 NAME = "postmark"
 HARD = frozenset({"HardBounce", "BadEmailAddress"})

@@ -15,8 +15,15 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from pipeline.config import Settings
-
-from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub, unix_time
+from pipeline.webhooks.common import (
+    BadPayload,
+    Event,
+    Unverified,
+    check_fresh,
+    load_json,
+    scrub,
+    unix_time,
+)
 
 NAME = "resend"
 

@@ -18,8 +18,15 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from pipeline.config import Settings
-
-from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub, unix_time
+from pipeline.webhooks.common import (
+    BadPayload,
+    Event,
+    Unverified,
+    check_fresh,
+    load_json,
+    scrub,
+    unix_time,
+)
 
 NAME = "sendgrid"
 # SendGrid's documented drop reasons that mean the reader cannot or must not be mailed

@@ -27,8 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from pipeline.config import Settings
-
-from .common import BadPayload, Event, Unverified, check_fresh, load_json, scrub
+from pipeline.webhooks.common import BadPayload, Event, Unverified, check_fresh, load_json, scrub
 
 NAME = "ses"
 # Real SNS: HTTPS, an sns.<region>.amazonaws.com host (or .com.cn), a .pem path.

@@ -3,7 +3,7 @@
 ``due_actions`` is a plain function of the settings, the content, what the
 database says already happened (``LedgerState``) and an injected ``now``; it
 decides, it does nothing. ``perform`` does one action. The APScheduler wiring
-(``pipeline.daemon``) only decides *when* to ask.
+(``pipeline.daemon.service``) only decides *when* to ask.
 
 Per slot: ``assemble_ahead_days`` before it, write the issue file if none
 claims the slot and mail a [TEST] copy to the editors (once per slot); at the
@@ -27,15 +27,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from . import calendar
-from .assemble import mark_status
-from .config import Schedule, Settings
-from .content import Issue, Library
-from .errors import BriefError
-from .store.db import read_connection
-from .store.ledger import CampaignState, PauseKind, campaigns
-from .store.locks import DAEMON_LOCK, fence
-from .store.schema import slot_events
+from pipeline.config import Schedule, Settings
+from pipeline.content import calendar
+from pipeline.content.assemble import mark_status
+from pipeline.content.library import Issue, Library
+from pipeline.errors import BriefError
+from pipeline.store.db import read_connection
+from pipeline.store.ledger import CampaignState, PauseKind, campaigns
+from pipeline.store.locks import DAEMON_LOCK, fence
+from pipeline.store.schema import slot_events
 
 log = logging.getLogger("brief.scheduler")
 
@@ -297,7 +297,7 @@ def claim(
 
 
 def _assemble(action, engine, settings, library, holder, now, stop) -> Outcome:
-    from .assemble import assemble
+    from pipeline.content.assemble import assemble
 
     try:
         made = assemble(library, settings, now, action.slot.date())
@@ -308,7 +308,7 @@ def _assemble(action, engine, settings, library, holder, now, stop) -> Outcome:
 
 
 def _test(action, engine, settings, library, holder, now, stop) -> Outcome:
-    from .send import send_test
+    from pipeline.send import send_test
 
     if not claim(engine, action, EVENT_TEST, holder, now):
         return Outcome(action, "test_already_sent")
@@ -331,7 +331,7 @@ def _test(action, engine, settings, library, holder, now, stop) -> Outcome:
 
 
 def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
-    from .send import send_campaign
+    from pipeline.send import send_campaign
 
     with engine.begin() as conn:  # a standby that lost the lock must not start a send
         fence(conn, DAEMON_LOCK, holder, now)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli import Env
+from pipeline.cli.main import Env
 
 
 def _size(n: int) -> str:
@@ -33,7 +33,7 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
     issue = library.issue(issue_ref) if issue_ref else next_issue(library)
     out = out_dir or settings.state_dir / "render"
     if out_dir is None:
-        from .private import private_dirs
+        from pipeline.private import private_dirs
 
         private_dirs(settings.state_dir)  # the first to make .brief/ makes it private
     for path in write_rendered(
@@ -45,9 +45,9 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
 
 def write_rendered(issue, library, settings, out: Path, warn=lambda line: None) -> list[Path]:
     """Render, lint (errors raise, warnings go to ``warn``) and write NNN.html/.txt/.eml."""
-    from .lint import lint_rendered, raise_errors
-    from .message import sample_message, sample_values
-    from .render import personalise, render_issue
+    from pipeline.render.issue import personalise, render_issue
+    from pipeline.render.lint import lint_rendered, raise_errors
+    from pipeline.send.message import sample_message, sample_values
 
     rendered = render_issue(issue, library, settings)
     for line in raise_errors(lint_rendered(rendered, issue, library, settings)):
@@ -66,7 +66,7 @@ def write_rendered(issue, library, settings, out: Path, warn=lambda line: None) 
 
 def next_issue(library):
     """The next unsent issue (the lowest-numbered one not sent)."""
-    from .errors import NotFound
+    from pipeline.errors import NotFound
 
     issue = library.next_unsent()
     if issue is None:
@@ -98,7 +98,7 @@ def preview(env: Env, issue_ref: str | None, port: int, host: str, no_open: bool
 
     import uvicorn
 
-    from .web.preview import create_app
+    from pipeline.web.preview import create_app
 
     settings = env.settings
     path = "/"

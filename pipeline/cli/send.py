@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Env, print_json
+from pipeline.cli.main import Env, print_json
 
 
 @click.command()
@@ -66,8 +66,8 @@ def send(
     unknown (a crash while the provider held them) the exit code is 1 until
     --retry-unknown or --write-off-unknown decides them.
     """
-    from .errors import SendError
-    from .send import check_sendable, render
+    from pipeline.errors import SendError
+    from pipeline.send import check_sendable, render
 
     if retry_unknown and write_off_unknown:
         raise click.UsageError("--retry-unknown and --write-off-unknown exclude each other")
@@ -76,7 +76,7 @@ def send(
     issue = library.issue(issue_ref)
     list_name = list_name or settings.newsletter.default_list
     if to_address:
-        from .send import send_test
+        from pipeline.send import send_test
 
         result = send_test(settings, library, issue, to_address)
         if as_json:
@@ -98,11 +98,11 @@ def send(
         return
     engine = env.engine()
     rendered = render(issue, library, settings)
-    from .send import plan
+    from pipeline.send import plan
 
     planned = plan(engine, settings, issue, list_name, rendered=rendered, include_new=include_new)
     if dry_run:
-        from .send import dry_run as plan_json
+        from pipeline.send import dry_run as plan_json
 
         if as_json:
             print_json(
@@ -148,7 +148,7 @@ def send(
         join=join,
     )
     if report.state == "sent" and issue.status != "sent" and issue.path.exists():
-        from .assemble import mark_status
+        from pipeline.content.assemble import mark_status
 
         mark_status(issue.path, "sent")
     if as_json:
@@ -161,7 +161,7 @@ def send(
 def _raise_unless_done(report, issue) -> None:
     """The exit code says whether the send is finished: 0 sent, 75 stopped (resume by
     running again), 1 paused or unknown deliveries waiting for a decision."""
-    from .errors import SendError, SendStopped
+    from pipeline.errors import SendError, SendStopped
 
     if report.stopped:
         raise SendStopped(
@@ -183,7 +183,7 @@ def _run_with_progress(env, library, issue, list_name, rendered, quiet, **option
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .send import send_campaign, stop_on_signals
+    from pipeline.send import send_campaign, stop_on_signals
 
     stop = threading.Event()
     console = _stderr_console()
@@ -303,7 +303,7 @@ def _print_report(report, settings, issue) -> None:
     for f in report.failures:
         click.echo(_failure_line(f))
     if report.provider == "outbox":
-        from .providers.outbox import OutboxProvider
+        from pipeline.providers.outbox import OutboxProvider
 
         folder = OutboxProvider(settings).folder(report.issue_number)
         try:
@@ -320,8 +320,8 @@ def _print_report(report, settings, issue) -> None:
 @click.pass_obj
 def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> None:
     """Counts by state, the rate achieved and failures by reason for each send of ISSUE."""
-    from .errors import NotFound
-    from .store import ledger
+    from pipeline.errors import NotFound
+    from pipeline.store import ledger
 
     text = issue_ref.lstrip("0") or "0"
     number = int(text) if text.isdigit() else env.library().issue(issue_ref).number

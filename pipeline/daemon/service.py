@@ -1,10 +1,10 @@
 """The daemon's wiring: the lock, APScheduler with jobs in the database, signals.
 
-The decisions are ``pipeline.scheduler``'s. Here only *when* to ask: at start,
+The decisions are ``pipeline.daemon.scheduler``'s. Here only *when* to ask: at start,
 when this process becomes the leader, and whenever a persisted slot job fires
 (APScheduler wakes the main thread through a listener; the tick itself runs on
 the main thread, so SIGTERM reaches a send in flight). The jobs' trigger is
-``SlotTrigger``, built on ``pipeline.calendar``: neither ``CronTrigger(week='*/2')``
+``SlotTrigger``, built on ``pipeline.content.calendar``: neither ``CronTrigger(week='*/2')``
 (two sends running in 53-week years) nor ``IntervalTrigger(weeks=2)`` (an hour
 off across daylight saving) keeps the cadence.
 """
@@ -20,11 +20,11 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.engine import Engine
 
-from . import calendar
-from .config import Schedule, Settings
-from .errors import BriefError
-from .scheduler import Outcome, tick
-from .store import locks
+from pipeline.config import Schedule, Settings
+from pipeline.content import calendar
+from pipeline.daemon.scheduler import Outcome, tick
+from pipeline.errors import BriefError
+from pipeline.store import locks
 
 log = logging.getLogger("brief.daemon")
 
@@ -235,8 +235,8 @@ class Daemon:
     def _send_notices(self) -> None:
         """Send the consent mails the public app queued (``brief serve`` does too; each row
         is claimed, so both at once never mail twice). Real time, not the slot clock."""
-        from .content import read_content
-        from .notices import drain
+        from pipeline.content.library import read_content
+        from pipeline.send.notices import drain
 
         def library():
             # The valid part: one broken draft must not hold back a welcome's latest issue.

@@ -25,11 +25,11 @@ import jinja2
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from .config import Settings
-from .content import Library
-from .errors import BriefError, NotFound, ProviderError, StoreError
-from .providers.base import Result
-from .templating import environment, render_template
+from pipeline.config import Settings
+from pipeline.content.library import Library
+from pipeline.errors import BriefError, NotFound, ProviderError, StoreError
+from pipeline.providers.base import Result
+from pipeline.render.templating import environment, render_template
 
 log = logging.getLogger("brief.notices")
 
@@ -70,7 +70,7 @@ class DrainReport:
 
 
 def _table():
-    from .store.schema import notices
+    from pipeline.store.schema import notices
 
     return notices
 
@@ -84,7 +84,7 @@ def _enqueue(
     source: str,
     token: str | None = None,
 ) -> None:
-    from .store.db import transaction, utcnow
+    from pipeline.store.db import transaction, utcnow
 
     now = utcnow()
     with transaction(engine) as conn:
@@ -128,7 +128,7 @@ def enqueue_welcome(
 
 def queued(engine: Engine) -> list[Notice]:
     """Every queued row, oldest first."""
-    from .store.db import as_utc, reading
+    from pipeline.store.db import as_utc, reading
 
     t = _table()
     with reading(engine) as conn:
@@ -163,7 +163,7 @@ def drain(
 ) -> DrainReport:
     """Send every queued mail that is due (at most ``limit``); safe to run in several
     processes at once, each row is claimed before it is sent."""
-    from .store.db import reading, transaction
+    from pipeline.store.db import reading, transaction
 
     now = now or datetime.now(UTC)
     t = _table()
@@ -217,8 +217,8 @@ def _deliver(
     """Send one row's mail; None when there is nothing to send after all."""
     kind = NoticeKind(row.kind)
     if kind is NoticeKind.SUBSCRIBE:
-        from .store import add_subscriber
-        from .store.db import transaction
+        from pipeline.store import add_subscriber
+        from pipeline.store.db import transaction
 
         try:
             added = add_subscriber(
@@ -280,7 +280,7 @@ def send_welcome(
 ) -> Result:
     """Welcome a newly confirmed member of ``list_name``, with the latest sent issue's link
     (none when ``library`` is None) and their unsubscribe link."""
-    from .store import show
+    from pipeline.store import show
 
     detail = show(engine, email)
     unsub = next(
@@ -302,7 +302,7 @@ def _latest(settings: Settings, library: Library | None) -> dict[str, str] | Non
     """The newest sent issue as ``{subject, url}``, or None before the first send."""
     if library is None:
         return None
-    from .site import archive, issue_path
+    from pipeline.render.site import archive, issue_path
 
     sent = archive(library).issues
     if not sent:
@@ -322,7 +322,7 @@ def _send(
     name: str | None,
     values: dict[str, Any],
 ) -> Result:
-    from .send import send_one
+    from pipeline.send import send_one
 
     env = env or environment(settings)
     text = render_template(env, f"email/{kind}.txt.j2", **values)

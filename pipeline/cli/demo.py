@@ -6,7 +6,7 @@ import os
 
 import click
 
-from .cli import Env
+from pipeline.cli.main import Env
 
 
 @click.command()
@@ -24,7 +24,7 @@ def demo(env: Env, readers: int) -> None:
     Runs in .brief/demo/, a fresh copy of the newsletter each time, so your
     issues/ folder and database are untouched.
     """
-    from .demo import run_demo
+    from pipeline.demo import run_demo
 
     result = run_demo(env.settings, env.now(), dict(os.environ), readers, say=click.echo)
     click.echo("")

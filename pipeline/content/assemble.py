@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
-from . import calendar
-from .config import Settings
-from .content import STATUSES, GlossaryEntry, Issue, Library, MuseumStory
-from .errors import BriefError, ContentError, Problem
+from pipeline.config import Settings
+from pipeline.content import calendar
+from pipeline.content.library import STATUSES, GlossaryEntry, Issue, Library, MuseumStory
+from pipeline.errors import BriefError, ContentError, Problem
 
 RUNWAY_WARNING = 3
 SUBJECT_MAX = 78

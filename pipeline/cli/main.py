@@ -18,26 +18,26 @@ from typing import Any
 
 import click
 
-from .errors import BriefError
+from pipeline.errors import BriefError
 
 # name -> (module:attribute, one-line help). The help is here so that
 # listing the commands does not import them.
 LAZY: dict[str, tuple[str, str]] = {
-    "check": ("pipeline.cli:check", "Validate settings and all content (and lint issues)."),
-    "schedule": ("pipeline.cli:schedule", "Print the next send slots."),
-    "queue": ("pipeline.cli:queue_cmd", "Show the queue, the forecast and the runway."),
-    "assemble": ("pipeline.cli:assemble_cmd", "Write the next issue file from the queue."),
-    "render": ("pipeline.cli_render:render", "Render an issue to HTML, text and .eml."),
-    "preview": ("pipeline.cli_render:preview", "Preview issues in the browser, live."),
-    "lists": ("pipeline.cli_store:lists", "Create, list and delete subscriber lists."),
-    "subscribers": ("pipeline.cli_store:subscribers", "Manage subscribers and consent."),
-    "db": ("pipeline.cli_store:db", "Database maintenance (migrations)."),
-    "send": ("pipeline.cli_send:send", "Send an issue to a list (or a test copy)."),
-    "status": ("pipeline.cli_send:status", "Show a send's progress and failures."),
-    "run": ("pipeline.cli_run:run", "Run the every-other-Wednesday daemon."),
-    "serve": ("pipeline.cli_web:serve", "Serve the public pages and webhooks."),
-    "site": ("pipeline.cli_web:site", "Build the static web archive."),
-    "demo": ("pipeline.cli_demo:demo", "Run the whole main job on embedded defaults."),
+    "check": ("pipeline.cli.main:check", "Validate settings and all content (and lint issues)."),
+    "schedule": ("pipeline.cli.main:schedule", "Print the next send slots."),
+    "queue": ("pipeline.cli.main:queue_cmd", "Show the queue, the forecast and the runway."),
+    "assemble": ("pipeline.cli.main:assemble_cmd", "Write the next issue file from the queue."),
+    "render": ("pipeline.cli.render:render", "Render an issue to HTML, text and .eml."),
+    "preview": ("pipeline.cli.render:preview", "Preview issues in the browser, live."),
+    "lists": ("pipeline.cli.store:lists", "Create, list and delete subscriber lists."),
+    "subscribers": ("pipeline.cli.store:subscribers", "Manage subscribers and consent."),
+    "db": ("pipeline.cli.store:db", "Database maintenance (migrations)."),
+    "send": ("pipeline.cli.send:send", "Send an issue to a list (or a test copy)."),
+    "status": ("pipeline.cli.send:status", "Show a send's progress and failures."),
+    "run": ("pipeline.cli.run:run", "Run the every-other-Wednesday daemon."),
+    "serve": ("pipeline.cli.web:serve", "Serve the public pages and webhooks."),
+    "site": ("pipeline.cli.web:site", "Build the static web archive."),
+    "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
 }
 
 
@@ -73,19 +73,19 @@ class Env:
 
     @cached_property
     def settings(self):
-        from .config import load_settings
+        from pipeline.config import load_settings
 
         return load_settings(self.config)
 
     def library(self):
         """All content, validated against the calendar."""
-        from .content import load_content
+        from pipeline.content.library import load_content
 
         return load_content(self.settings)
 
     @cached_property
     def _engine(self):
-        from .store import open_store
+        from pipeline.store import open_store
 
         return open_store(self.settings.database.url)
 
@@ -139,14 +139,14 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from .providers import provider_factory
+    from pipeline.providers import provider_factory
 
     settings = env.settings
     provider_factory(settings)  # registered and importable, or exit 2 naming provider.name
     library = env.library()
     warnings: list[str] = []
     try:
-        from .lint import lint_library
+        from pipeline.render.lint import lint_library
     except ImportError:  # the renderer's lint is optional until it exists
         lint_library = None
     if lint_library is not None:
@@ -173,7 +173,7 @@ def check(env: Env) -> None:
 @click.pass_obj
 def schedule(env: Env, count: int, after: str | None, as_json: bool) -> None:
     """Print the next send slots, one ISO-8601 datetime with UTC offset a line."""
-    from .calendar import slots
+    from pipeline.content.calendar import slots
 
     sched = env.settings.schedule
     start = parse_when(after, sched.timezone) if after else env.now()
@@ -189,7 +189,7 @@ def schedule(env: Env, count: int, after: str | None, as_json: bool) -> None:
 @click.pass_obj
 def queue_cmd(env: Env, as_json: bool) -> None:
     """Show the waiting items, which slot each would fill, and the runway."""
-    from .assemble import RUNWAY_WARNING, forecast
+    from pipeline.content.assemble import RUNWAY_WARNING, forecast
 
     fc = forecast(env.library(), env.settings, env.now())
     if as_json:
@@ -241,7 +241,7 @@ def queue_cmd(env: Env, as_json: bool) -> None:
 @click.pass_obj
 def assemble_cmd(env: Env, for_date: str | None) -> None:
     """Write the next issue file (status draft) from the queue; idempotent per slot."""
-    from .assemble import assemble
+    from pipeline.content.assemble import assemble
 
     day = None
     if for_date:

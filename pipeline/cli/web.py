@@ -17,8 +17,8 @@ def serve(env, host: str, port: int) -> None:
     """Serve the public pages: subscribe, confirm, unsubscribe, preferences, webhooks, archive."""
     import uvicorn
 
-    from .web.public import create_app
-    from .web.security import h11_protocol, origin_of
+    from pipeline.web.public import create_app
+    from pipeline.web.security import h11_protocol, origin_of
 
     settings = env.settings
     env.library()  # refuse to start on broken content, with the path:line problems
@@ -59,7 +59,7 @@ def site() -> None:
 @click.pass_obj
 def build(env, out: Path | None) -> None:
     """Write the archive, glossary, museum and Atom feed as static files."""
-    from .site import archive, build_site
+    from pipeline.render.site import archive, build_site
 
     settings = env.settings
     library = env.library()

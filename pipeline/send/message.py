@@ -24,9 +24,9 @@ from email.utils import formataddr, formatdate
 from pathlib import Path
 from typing import Any
 
-from .config import Settings
-from .errors import AddressRefused, SendError
-from .mail import PLACEHOLDERS, Content, OutgoingMessage
+from pipeline.config import Settings
+from pipeline.errors import AddressRefused, SendError
+from pipeline.mail import PLACEHOLDERS, Content, OutgoingMessage
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"

@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import Settings
-from .content import Issue, Library
-from .errors import ContentError, Problem
-from .render import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
+from pipeline.config import Settings
+from pipeline.content.library import Issue, Library
+from pipeline.errors import ContentError, Problem
+from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
 
 GMAIL_CLIP_BYTES = 102 * 1024
 HTML_WARN_BYTES = 80 * 1024
@@ -204,7 +204,7 @@ def raise_errors(findings: Iterable[Finding]) -> list[str]:
 
 def lint_library(library: Library, settings: Settings) -> list[str]:
     """Lint every issue not yet sent; raise ContentError for errors, return warning lines."""
-    from .templating import environment
+    from pipeline.render.templating import environment
 
     env = environment(settings)
     findings: list[Finding] = []

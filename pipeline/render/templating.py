@@ -15,9 +15,9 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
-from . import markdown
-from .config import Settings
-from .errors import RenderError
+from pipeline.config import Settings
+from pipeline.errors import RenderError
+from pipeline.render import markdown
 
 _ESCAPED = (".html", ".htm", ".mjml", ".xml", ".svg")
 

@@ -19,8 +19,8 @@ import frontmatter
 import yaml
 from markdown_it import MarkdownIt
 
-from .config import Settings
-from .errors import ContentError, Problem
+from pipeline.config import Settings
+from pipeline.errors import ContentError, Problem
 
 GLOSSARY_SECTIONS = (
     "The Technical Definition",
@@ -128,7 +128,7 @@ class Library:
 
     def issue(self, ref: str | int) -> Issue:
         """Find an issue by number (``3``, ``"003"``) or by path."""
-        from .errors import NotFound
+        from pipeline.errors import NotFound
 
         text = str(ref)
         if text.isdigit():
@@ -672,7 +672,7 @@ def read_content(settings: Settings) -> Loaded:
 
 
 def _slot_check(settings: Settings) -> Callable[[date], bool]:
-    from .calendar import is_slot_date
+    from pipeline.content.calendar import is_slot_date
 
     return partial(is_slot_date, settings.schedule)
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from .config import Settings
-from .content import GlossaryEntry, Issue, Library, MuseumStory
-from .templating import environment, render_template
+from pipeline.config import Settings
+from pipeline.content.library import GlossaryEntry, Issue, Library, MuseumStory
+from pipeline.render.templating import environment, render_template
 
 STATIC_FILES = ("style.css",)
 

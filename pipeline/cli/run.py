@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from .cli import Env
+from pipeline.cli.main import Env
 
 FAILED_EVENTS = frozenset({"assemble_failed", "test_failed", "send_failed", "send_unresolved"})
 
@@ -39,9 +39,9 @@ def _clock(env: Env):
 @click.pass_obj
 def run(env: Env, once: bool) -> None:
     """Assemble ahead, mail the editors a [TEST] copy, send at the slot; until SIGTERM."""
-    from .daemon import Daemon
-    from .errors import BriefError
-    from .send import stop_on_signals
+    from pipeline.daemon.service import Daemon
+    from pipeline.errors import BriefError
+    from pipeline.send import stop_on_signals
 
     _logging()
     daemon = Daemon(env.settings, env.engine(), env.library, clock=_clock(env))

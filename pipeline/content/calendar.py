@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
-from .config import Schedule
+from pipeline.config import Schedule
 
 CADENCE_DAYS = 14
 

@@ -171,7 +171,7 @@ def subscribers_add(
 def _send_confirmation(env: Any, engine: Any, result: Any, name: str | None) -> None:
     """Mail the pending member their link; the link itself is theirs, never printed."""
     from pipeline.errors import ProviderError
-    from pipeline.notices import send_confirmation
+    from pipeline.send.notices import send_confirmation
     from pipeline.store import show
 
     if name is None:

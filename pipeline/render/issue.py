@@ -12,11 +12,11 @@ from html.parser import HTMLParser
 
 import jinja2
 
-from .config import Settings
-from .content import Issue, Library
-from .errors import ContentError, Problem, RenderError
-from .mail import PLACEHOLDERS, Rendered, fill
-from .templating import environment, render_template
+from pipeline.config import Settings
+from pipeline.content.library import Issue, Library
+from pipeline.errors import ContentError, Problem, RenderError
+from pipeline.mail import PLACEHOLDERS, Rendered, fill
+from pipeline.render.templating import environment, render_template
 
 HTML_TEMPLATE = "email/issue.mjml.j2"
 TEXT_TEMPLATE = "email/issue.txt.j2"

@@ -1,0 +1,1 @@
+"""Content: parse and validate entries, stories and issues; the calendar; queue and assembly."""

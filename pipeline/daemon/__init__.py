@@ -1,0 +1,1 @@
+"""The daemon: scheduler decisions and the APScheduler wiring around them."""
