@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from pipeline.daemon.scheduler import slot_events
 from pipeline.daemon.service import ASSEMBLE_JOB, JOBS_TABLE, SEND_JOB, Daemon
 from pipeline.store import locks as lock
+from pipeline.store.schema import slot_events
 from tests.fixtures_scheduler import local, set_status
 
 SLOT1 = local("2026-12-02T07:00")

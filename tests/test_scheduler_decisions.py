@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from pipeline.daemon.scheduler import (
+from pipeline.daemon.decide import (
     ASSEMBLE,
     MISS,
     SEND,

@@ -6,7 +6,7 @@ import pickle
 from datetime import timedelta
 
 from pipeline.content import calendar
-from pipeline.daemon.scheduler import assemble_time
+from pipeline.daemon.decide import assemble_time
 from pipeline.daemon.service import SlotTrigger
 from tests.fixtures_scheduler import local, with_schedule
 

@@ -269,7 +269,8 @@ def test_reputation_guard_pauses_and_resumes_on_each_backend(send_env, smtp_sink
 def test_scheduler_reads_slot_events_and_the_ledger_on_each_backend(send_env, smtp_sink):
     from datetime import datetime, timedelta
 
-    from pipeline.daemon.scheduler import Action, claim, read_state
+    from pipeline.daemon.actions import claim, read_state
+    from pipeline.daemon.decide import Action
     from pipeline.store import ledger as lg
     from pipeline.store import locks as lock
 

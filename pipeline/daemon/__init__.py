@@ -1,1 +1,2 @@
-"""The daemon: scheduler decisions and the APScheduler wiring around them."""
+"""The daemon: what is due (``decide``, pure), doing it (``actions``), and the lock,
+APScheduler and signals around them (``service``)."""

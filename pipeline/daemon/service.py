@@ -1,7 +1,8 @@
 """The daemon's wiring: the lock, APScheduler with jobs in the database, signals.
 
-The decisions are ``pipeline.daemon.scheduler``'s. Here only *when* to ask: at start,
-when this process becomes the leader, and whenever a persisted slot job fires
+The decisions are ``pipeline.daemon.decide``'s, doing them ``pipeline.daemon.actions``'.
+Here only *when* to ask: at start, when this process becomes the leader, and whenever
+a persisted slot job fires
 (APScheduler wakes the main thread through a listener; the tick itself runs on
 the main thread, so SIGTERM reaches a send in flight). The jobs' trigger is
 ``SlotTrigger``, built on ``pipeline.content.calendar``: neither ``CronTrigger(week='*/2')``
@@ -22,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
-from pipeline.daemon.scheduler import Outcome, tick
+from pipeline.daemon.actions import Outcome, tick
 from pipeline.errors import BriefError
 from pipeline.store import locks
 

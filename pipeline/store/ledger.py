@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.errors import NotFound, SendError, StoreError
 from pipeline.store.audience import audience_select
-from pipeline.store.db import as_utc, one_line, reading, transaction, utcnow
+from pipeline.store.db import as_utc, insert_ignoring, one_line, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
 from pipeline.store.locks import new_holder
 from pipeline.store.schema import (
@@ -192,7 +191,7 @@ def start_campaign(
         # read that later writes fails at once if another sender wrote in between), and
         # PostgreSQL makes a concurrent creator wait here instead of both going ahead.
         cid = conn.execute(
-            _insert_ignoring(conn, campaigns, ["issue_number", "list_name"])
+            insert_ignoring(conn, campaigns, ["issue_number", "list_name"])
             .values(
                 issue_number=issue_number,
                 list_name=list_name,
@@ -341,12 +340,6 @@ def set_state(
         conn.execute(campaigns.update().where(campaigns.c.id == campaign_id).values(**values))
 
 
-def _insert_ignoring(conn: Connection, table: sa.Table, unique: list[str]):
-    """INSERT ... ON CONFLICT (``unique``) DO NOTHING in the connection's dialect."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
-
-
 def enqueue_audience(engine: Engine, campaign: Campaign) -> int:
     """Write a pending row for every current recipient of the campaign's list not yet in
     this issue's ledger, in one set-based statement; returns how many were written."""
@@ -374,7 +367,7 @@ def enqueue_audience(engine: Engine, campaign: Campaign) -> int:
             "created_at",
             "updated_at",
         ]
-        insert = _insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
+        insert = insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
         return conn.execute(insert.from_select(columns, who)).rowcount
 
 
@@ -417,7 +410,7 @@ def enqueue(
     with transaction(engine) as conn:
         # RETURNING counts what was written on both backends (an executemany's rowcount
         # is -1 on PostgreSQL); rows already there return nothing.
-        insert = _insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
+        insert = insert_ignoring(conn, deliveries, ["issue_number", "subscriber_id"])
         return len(conn.execute(insert.returning(deliveries.c.id), rows).all())
 
 
