@@ -151,10 +151,12 @@ class ProviderSettings:
 
 @dataclass(frozen=True)
 class SendSettings:
-    """The reputation guard: pause when early permanent failures pass a threshold."""
+    """The reputation guard (pause when early permanent failures pass a threshold), and
+    whether a standing-by daemon joins a running send (PostgreSQL only)."""
 
     guard_ratio: float
     guard_window: int
+    workers_may_join: bool = False
 
 
 @dataclass(frozen=True)
@@ -388,11 +390,17 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     )
 
     sd = r.section("send", required=False)
-    r.only("send", {"guard_ratio", "guard_window"})
+    r.only("send", {"guard_ratio", "guard_window", "workers_may_join"})
     guard_ratio = float(r.get(sd, "send.guard_ratio", (int, float), 0.05))
     if not 0 < guard_ratio <= 1:
         raise ConfigError("send.guard_ratio: must be a fraction between 0 and 1, e.g. 0.05")
     guard_window = int(r.number(sd, "send.guard_window", GUARD_WINDOW, 500, whole=True))
+    workers_may_join = r.get(sd, "send.workers_may_join", bool, False)
+    if workers_may_join and not database.url.startswith("postgresql"):
+        raise ConfigError(
+            "send.workers_may_join: needs PostgreSQL ([database] url); SQLite has one writer "
+            "at a time, so a second sender would only wait for the first one's locks"
+        )
 
     wb = r.section("web", required=False)
     r.only(
@@ -432,7 +440,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         schedule=schedule,
         database=database,
         provider=provider,
-        send=SendSettings(guard_ratio, guard_window),
+        send=SendSettings(guard_ratio, guard_window, workers_may_join),
         web=web,
         env=MappingProxyType(dict(env)),
     )

@@ -193,3 +193,81 @@ def test_two_joined_senders_one_killed_mail_nobody_twice(project, pg_store_url, 
     assert all(len(v) == 1 for v in smtp_sink.received.values()), "someone got it twice"
     assert smtp_sink.count() >= counts["sent"]
     assert first.returncode == (1 if counts["unknown"] else 0), err
+
+
+def test_workers_may_join_is_refused_on_sqlite_naming_the_key(project):
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+    from tests.fixtures_send import set_keys
+
+    set_keys(project, "send", workers_may_join="true")
+    with pytest.raises(ConfigError, match=r"^send\.workers_may_join: needs PostgreSQL"):
+        load_settings(start=project, env={})
+
+
+def test_a_standing_by_daemon_with_workers_may_join_takes_rows_of_a_running_send(
+    project, pg_store_url, smtp_sink, caplog
+):
+    """`brief send` runs the campaign; a daemon standing by (another daemon leads) joins it
+    through the same claims: both send, nobody twice, the campaign ends sent."""
+    import logging
+    import os
+    import subprocess
+    import threading
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from pipeline.config import load_settings
+    from pipeline.content.library import load_content
+    from pipeline.daemon.service import Daemon
+    from pipeline.store import ledger as lg
+    from pipeline.store import locks
+    from tests.fixtures_send import set_keys, subscribe_many, use_smtp
+    from tests.test_send_cli import BRIEF, _engine
+
+    caplog.set_level(logging.INFO, logger="brief")
+    total = 300
+    set_keys(project, "database", url=f'"{pg_store_url}"')
+    use_smtp(project, smtp_sink, rate_per_second=60, concurrency=2, batch_size=20)
+    set_keys(project, "send", workers_may_join="true")
+    engine = _engine(project)
+    subscribe_many(engine, total)
+    # Another daemon leads, so ours stands by (the leader itself is not needed here).
+    assert locks.acquire(
+        engine, locks.DAEMON_LOCK, "leader:1:x", datetime.now(UTC), timedelta(minutes=5)
+    )
+    env = {**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")}
+    first = subprocess.Popen(
+        [*BRIEF, "send", "1", "--yes"],
+        env=env,
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 30
+    while smtp_sink.count() < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    settings = load_settings(start=project, env={})
+    daemon = Daemon(settings, engine, lambda: load_content(settings), poll=0.05)
+    runner = threading.Thread(target=daemon.run_forever)
+    runner.start()
+    try:
+        out, err = first.communicate(timeout=60)
+    finally:
+        daemon.request_stop()
+        runner.join(timeout=30)
+    with engine.connect() as conn:
+        senders = conn.execute(
+            sa.select(lg.deliveries.c.sender, sa.func.count())
+            .where(lg.deliveries.c.state == "sent")
+            .group_by(lg.deliveries.c.sender)
+        ).all()
+    campaign = lg.find_campaign(engine, 1, "main")
+    engine.dispose()
+    assert len(senders) == 2, f"the daemon did not join: {senders}"
+    assert sum(n for _, n in senders) == total
+    assert all(len(v) == 1 for v in smtp_sink.received.values()), "someone got it twice"
+    assert smtp_sink.count() == total
+    assert campaign.state == "sent", (out, err)
+    assert "event=joined issue=001 list=main" in caplog.text

@@ -23,9 +23,11 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
+from pipeline.content.assemble import mark_status
 from pipeline.daemon.actions import Outcome, tick
 from pipeline.errors import BriefError
-from pipeline.store import locks
+from pipeline.send import send_campaign
+from pipeline.store import ledger, locks
 
 log = logging.getLogger("brief.daemon")
 
@@ -161,6 +163,8 @@ class Daemon:
         log.info("event=started holder=%s", self.holder)
         while not self.stop.is_set():
             if not self._lead():
+                if self.settings.send.workers_may_join:
+                    self._join_running()
                 self.stop.wait(self.poll)
                 continue
             self._lead_until_stopped_or_lost()
@@ -191,6 +195,45 @@ class Daemon:
                     self.halt.clear()
             else:
                 locks.release(self.engine, locks.DAEMON_LOCK, self.holder)
+
+    def _join_running(self) -> None:
+        """Standing by with ``[send] workers_may_join``: take rows of a send another process
+        is running, through the ledger's claims and a heartbeat of our own, until none are
+        left. The leader (or whoever started the send) stays in charge of it; joining never
+        starts a send."""
+        for campaign in ledger.running_campaigns(self.engine):
+            if self.stop.is_set():
+                return
+            label = f"{campaign.issue_number:03d}"
+            try:
+                library = self.load_library()
+                issue = library.issue(campaign.issue_number)
+                # force: the send is running, so whoever started it decided it goes out
+                # (e.g. [schedule] unapproved = "send"); a joiner does not second-guess it.
+                report = send_campaign(
+                    self.engine,
+                    self.settings,
+                    library,
+                    issue,
+                    campaign.list_name,
+                    join=True,
+                    force=True,
+                    stop=self.halt,
+                )
+            except BriefError as exc:  # finished meanwhile, content trouble, provider setup
+                log.info("event=join_skipped issue=%s reason=%r", label, str(exc))
+                continue
+            if report.sent_now:
+                log.info(
+                    "event=joined issue=%s list=%s sent_now=%d state=%s",
+                    label,
+                    campaign.list_name,
+                    report.sent_now,
+                    report.state,
+                )
+            if report.state == ledger.CampaignState.SENT and issue.path.exists():
+                if issue.status != "sent":
+                    mark_status(issue.path, "sent")
 
     def _lead(self) -> bool:
         if locks.acquire(self.engine, locks.DAEMON_LOCK, self.holder, self.clock(), self.ttl):

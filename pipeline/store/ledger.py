@@ -162,6 +162,16 @@ def find_campaign(engine: Engine, issue_number: int, list_name: str) -> Campaign
     return _campaign(row) if row else None
 
 
+def running_campaigns(engine: Engine) -> list[Campaign]:
+    """Campaigns a live sender is sending right now: what a standing-by daemon may join."""
+    now = utcnow()
+    with reading(engine) as conn:
+        rows = conn.execute(
+            sa.select(campaigns).where(campaigns.c.state == CampaignState.SENDING)
+        ).all()
+    return [_campaign(r) for r in rows if _holder_alive(r.holder, r.heartbeat, now)]
+
+
 def campaigns_of(engine: Engine, issue_number: int) -> list[Campaign]:
     """Every campaign of one issue, oldest first."""
     with reading(engine) as conn:
