@@ -21,6 +21,10 @@ from pipeline.content.assemble import assemble, mark_status
 from pipeline.content.library import Issue, load_content
 from pipeline.errors import BriefError
 from pipeline.private import private_dirs
+from pipeline.render.site import build_site
+from pipeline.send import send_campaign
+from pipeline.send.proof import write_rendered
+from pipeline.store import add_subscriber, audience_count, create_list, open_store
 
 COPIED = ("glossary", "museum", "issues", "templates")
 
@@ -62,11 +66,6 @@ def run_demo(
     say: Callable[[str], None] = print,
 ) -> DemoResult:
     """Assemble, render and send the next issue to ``readers`` example.com addresses."""
-    from pipeline.cli.render import write_rendered
-    from pipeline.render.site import build_site
-    from pipeline.send import send_campaign
-    from pipeline.store import add_subscriber, audience_count, create_list, open_store
-
     demo = prepare(settings, env)
     say(f"demo copy of the newsletter: {demo.root}")
     library = load_content(demo)

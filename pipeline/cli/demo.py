@@ -7,6 +7,7 @@ import os
 import click
 
 from pipeline.cli.main import Env
+from pipeline.demo import run_demo
 
 
 @click.command()
@@ -24,8 +25,6 @@ def demo(env: Env, readers: int) -> None:
     Runs in .brief/demo/, a fresh copy of the newsletter each time, so your
     issues/ folder and database are untouched.
     """
-    from pipeline.demo import run_demo
-
     result = run_demo(env.settings, env.now(), dict(os.environ), readers, say=click.echo)
     click.echo("")
     click.echo(f"open {result.files[0]} in a browser to read issue {result.issue.label};")

@@ -7,6 +7,10 @@ from pathlib import Path
 import click
 
 from pipeline.cli.main import Env
+from pipeline.errors import NotFound
+from pipeline.private import private_dirs
+from pipeline.send.proof import write_rendered
+from pipeline.web.preview import create_app
 
 
 def _size(n: int) -> str:
@@ -33,8 +37,6 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
     issue = library.issue(issue_ref) if issue_ref else next_issue(library)
     out = out_dir or settings.state_dir / "render"
     if out_dir is None:
-        from pipeline.private import private_dirs
-
         private_dirs(settings.state_dir)  # the first to make .brief/ makes it private
     for path in write_rendered(
         issue, library, settings, out, warn=lambda w: click.echo(w, err=True)
@@ -43,31 +45,8 @@ def render(env: Env, issue_ref: str | None, out_dir: Path | None) -> None:
     click.echo(f"open {out / f'{issue.label}.html'} in a browser, or run: brief preview")
 
 
-def write_rendered(issue, library, settings, out: Path, warn=lambda line: None) -> list[Path]:
-    """Render, lint (errors raise, warnings go to ``warn``) and write NNN.html/.txt/.eml."""
-    from pipeline.render.issue import personalise, render_issue
-    from pipeline.render.lint import lint_rendered, raise_errors
-    from pipeline.send.message import sample_message, sample_values
-
-    rendered = render_issue(issue, library, settings)
-    for line in raise_errors(lint_rendered(rendered, issue, library, settings)):
-        warn(line)
-    html, text = personalise(rendered, sample_values(settings))
-    files = {
-        out / f"{issue.label}.html": html.encode("utf-8"),
-        out / f"{issue.label}.txt": text.encode("utf-8"),
-        out / f"{issue.label}.eml": sample_message(rendered, settings),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    for path, data in files.items():
-        path.write_bytes(data)
-    return list(files)
-
-
 def next_issue(library):
     """The next unsent issue (the lowest-numbered one not sent)."""
-    from pipeline.errors import NotFound
-
     issue = library.next_unsent()
     if issue is None:
         raise NotFound("no unsent issue: run `brief assemble` to write the next one")
@@ -97,8 +76,6 @@ def preview(env: Env, issue_ref: str | None, port: int, host: str, no_open: bool
     import webbrowser
 
     import uvicorn
-
-    from pipeline.web.preview import create_app
 
     settings = env.settings
     path = "/"

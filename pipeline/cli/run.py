@@ -9,6 +9,9 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from pipeline.cli.main import Env
+from pipeline.daemon.service import Daemon
+from pipeline.errors import BriefError
+from pipeline.send import stop_on_signals
 
 FAILED_EVENTS = frozenset({"assemble_failed", "test_failed", "send_failed", "send_unresolved"})
 
@@ -39,10 +42,6 @@ def _clock(env: Env):
 @click.pass_obj
 def run(env: Env, once: bool) -> None:
     """Assemble ahead, mail the editors a [TEST] copy, send at the slot; until SIGTERM."""
-    from pipeline.daemon.service import Daemon
-    from pipeline.errors import BriefError
-    from pipeline.send import stop_on_signals
-
     _logging()
     daemon = Daemon(env.settings, env.engine(), env.library, clock=_clock(env))
     # The first SIGTERM/SIGINT: finish and record what the provider holds, then exit;

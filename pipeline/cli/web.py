@@ -6,6 +6,10 @@ from pathlib import Path
 
 import click
 
+from pipeline.render.site import archive, build_site
+from pipeline.web.public import create_app
+from pipeline.web.security import h11_protocol, origin_of
+
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
@@ -16,9 +20,6 @@ import click
 def serve(env, host: str, port: int) -> None:
     """Serve the public pages: subscribe, confirm, unsubscribe, preferences, webhooks, archive."""
     import uvicorn
-
-    from pipeline.web.public import create_app
-    from pipeline.web.security import h11_protocol, origin_of
 
     settings = env.settings
     env.library()  # refuse to start on broken content, with the path:line problems
@@ -59,8 +60,6 @@ def site() -> None:
 @click.pass_obj
 def build(env, out: Path | None) -> None:
     """Write the archive, glossary, museum and Atom feed as static files."""
-    from pipeline.render.site import archive, build_site
-
     settings = env.settings
     library = env.library()
     target = out.resolve() if out is not None else settings.root / "site"

@@ -20,7 +20,8 @@ import yaml
 from markdown_it import MarkdownIt
 
 from pipeline.config import Settings
-from pipeline.errors import ContentError, Problem
+from pipeline.content.calendar import is_slot_date
+from pipeline.errors import ContentError, NotFound, Problem
 
 GLOSSARY_SECTIONS = (
     "The Technical Definition",
@@ -128,8 +129,6 @@ class Library:
 
     def issue(self, ref: str | int) -> Issue:
         """Find an issue by number (``3``, ``"003"``) or by path."""
-        from pipeline.errors import NotFound
-
         text = str(ref)
         if text.isdigit():
             for issue in self.issues:
@@ -672,8 +671,6 @@ def read_content(settings: Settings) -> Loaded:
 
 
 def _slot_check(settings: Settings) -> Callable[[date], bool]:
-    from pipeline.content.calendar import is_slot_date
-
     return partial(is_slot_date, settings.schedule)
 
 

@@ -24,9 +24,11 @@ from sqlalchemy.engine import Engine
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
 from pipeline.content.assemble import mark_status
+from pipeline.content.library import read_content
 from pipeline.daemon.actions import Outcome, tick
 from pipeline.errors import BriefError
 from pipeline.send import send_campaign
+from pipeline.send.notices import drain
 from pipeline.store import ledger, locks
 
 log = logging.getLogger("brief.daemon")
@@ -279,8 +281,6 @@ class Daemon:
     def _send_notices(self) -> None:
         """Send the consent mails the public app queued (``brief serve`` does too; each row
         is claimed, so both at once never mail twice). Real time, not the slot clock."""
-        from pipeline.content.library import read_content
-        from pipeline.send.notices import drain
 
         def library():
             # The valid part: one broken draft must not hold back a welcome's latest issue.

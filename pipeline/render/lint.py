@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.content.library import Issue, Library
 from pipeline.errors import ContentError, Problem
 from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
+from pipeline.render.templating import environment
 
 GMAIL_CLIP_BYTES = 102 * 1024
 HTML_WARN_BYTES = 80 * 1024
@@ -204,8 +205,6 @@ def raise_errors(findings: Iterable[Finding]) -> list[str]:
 
 def lint_library(library: Library, settings: Settings) -> list[str]:
     """Lint every issue not yet sent; raise ContentError for errors, return warning lines."""
-    from pipeline.render.templating import environment
-
     env = environment(settings)
     findings: list[Finding] = []
     for issue in library.issues:

@@ -12,7 +12,7 @@ from pipeline.content.library import Issue, Library
 from pipeline.providers import load_provider
 from pipeline.providers.base import OutgoingMessage, Result
 from pipeline.send.campaign import render
-from pipeline.send.message import MessageFactory, sample_values, test_copy
+from pipeline.send.message import MessageFactory, _header_text, sample_values, test_copy
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,6 @@ def send_one(
 
 
 def _with_headers(msg: OutgoingMessage, headers: dict[str, str]) -> OutgoingMessage:
-    from pipeline.send.message import _header_text
-
     extra = b"".join(_header_text(k, v) for k, v in headers.items())
     return OutgoingMessage(
         key=msg.key,

@@ -24,6 +24,10 @@ from starlette.routing import Route
 from pipeline.config import Settings
 from pipeline.content.library import Issue, Library, load_content
 from pipeline.errors import BriefError, ContentError
+from pipeline.render.issue import personalise, render_issue
+from pipeline.render.lint import lint_rendered
+from pipeline.render.templating import environment as make
+from pipeline.send.message import sample_values
 
 WATCHED = ("glossary", "museum", "issues", "templates")
 VIEWS = {
@@ -60,17 +64,12 @@ def create_app(
     state = _State()
 
     def environment():
-        from pipeline.render.templating import environment as make
-
         # A fresh environment after any change: template edits always show.
         if state.env is None or state.env_version != state.version:
             state.env, state.env_version = make(settings), state.version
         return state.env
 
     def render(ref: str):
-        from pipeline.render.issue import render_issue
-        from pipeline.render.lint import lint_rendered
-
         library = loader(settings)
         issue = library.issue(ref)
         rendered = render_issue(issue, library, settings, environment())
@@ -104,8 +103,6 @@ def create_app(
             issue, rendered, findings = render(ref)
         except BriefError as exc:
             return _page(settings, f"Issue {ref}", version, _switches(ref, view) + _error(exc))
-        from pipeline.render.issue import personalise
-        from pipeline.send.message import sample_values
 
         _, text = personalise(rendered, sample_values(settings, "Sam"))
         nl = settings.newsletter
@@ -143,8 +140,6 @@ def create_app(
             _, rendered, _ = render(request.path_params["ref"])
         except BriefError as exc:
             return HTMLResponse(f"<!doctype html><body>{_error(exc)}</body>", status_code=500)
-        from pipeline.render.issue import personalise
-        from pipeline.send.message import sample_values
 
         out, _ = personalise(rendered, sample_values(settings, "Sam"))
         return HTMLResponse(out)
@@ -154,8 +149,6 @@ def create_app(
             _, rendered, _ = render(request.path_params["ref"])
         except BriefError as exc:
             return PlainTextResponse(str(exc), status_code=500)
-        from pipeline.render.issue import personalise
-        from pipeline.send.message import sample_values
 
         return PlainTextResponse(personalise(rendered, sample_values(settings, "Sam"))[1])
 
