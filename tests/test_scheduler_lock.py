@@ -151,3 +151,30 @@ def test_heartbeat_keeps_extending_the_lock(store, name):
 def test_lock_times_must_be_aware(store, name):
     with pytest.raises(ValueError):
         acquire(store, name, "a", T0.replace(tzinfo=None), TTL)
+
+
+def _gone_holder() -> str:
+    """A holder name of this host whose process has exited (as after a SIGKILL)."""
+    import socket
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return f"{socket.gethostname()}:{child.pid}:deadbeef"
+
+
+def test_a_lock_whose_holder_process_is_gone_on_this_host_is_taken_before_expiry(store, name):
+    """One lease judgement for the lock and the send ledger: a holder of this host whose
+    process no longer exists is dead at once, so a standby takes over in one poll."""
+    dead, b = _gone_holder(), new_holder()
+    assert acquire(store, name, dead, T0, TTL)
+    assert acquire(store, name, b, T0 + timedelta(seconds=5), TTL)
+    assert holder_of(store, name)[0] == b
+
+
+def test_a_lock_held_by_a_live_process_elsewhere_waits_for_expiry(store, name):
+    other_host, b = "elsewhere.example:1:abcd", new_holder()
+    assert acquire(store, name, other_host, T0, TTL)
+    assert not acquire(store, name, b, T0 + timedelta(seconds=5), TTL)
+    assert acquire(store, name, b, T0 + TTL, TTL)

@@ -12,8 +12,6 @@ the provider may or may not have them, and only those are in doubt.
 from __future__ import annotations
 
 import enum
-import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +24,7 @@ from pipeline.errors import NotFound, SendError, StoreError
 from pipeline.store.audience import audience_select
 from pipeline.store.db import as_utc, insert_ignoring, one_line, reading, transaction, utcnow
 from pipeline.store.lists import list_id_conn
-from pipeline.store.locks import new_holder
+from pipeline.store.locks import holder_alive, new_holder
 from pipeline.store.schema import (
     UTC_TIME,
     campaign_senders,
@@ -109,29 +107,6 @@ def holder_name() -> str:
     return new_holder()
 
 
-def _holder_alive(holder: str | None, heartbeat: datetime | None, now: datetime) -> bool:
-    """A holder is alive while its heartbeat is fresh. On this host a fresh holder whose
-    process is gone is dead at once; a PID check never revives a stale heartbeat (PIDs
-    are reused, so some process may well have the old number)."""
-    beat = as_utc(heartbeat)
-    if not holder or beat is None or now - beat >= STALE_AFTER:
-        return False
-    host, _, rest = holder.partition(":")
-    pid, _, nonce = rest.partition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            # Another send of this very process: alive while it beats. A name without a
-            # nonce is from before sends were told apart: an earlier, finished call.
-            return bool(nonce)
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-    return True
-
-
 def _campaign(row: sa.Row) -> Campaign:
     return Campaign(
         id=row.id,
@@ -169,7 +144,7 @@ def running_campaigns(engine: Engine) -> list[Campaign]:
         rows = conn.execute(
             sa.select(campaigns).where(campaigns.c.state == CampaignState.SENDING)
         ).all()
-    return [_campaign(r) for r in rows if _holder_alive(r.holder, r.heartbeat, now)]
+    return [_campaign(r) for r in rows if holder_alive(r.holder, r.heartbeat, now, STALE_AFTER)]
 
 
 def campaigns_of(engine: Engine, issue_number: int) -> list[Campaign]:
@@ -219,7 +194,7 @@ def start_campaign(
         if cid is None:
             # FOR UPDATE: two senders resuming at once must not both see a dead holder.
             row = conn.execute(sa.select(campaigns).where(*key).with_for_update()).one()
-            if row.holder != holder and _holder_alive(row.holder, row.heartbeat, now):
+            if row.holder != holder and holder_alive(row.holder, row.heartbeat, now, STALE_AFTER):
                 raise SendError(
                     f"issue {issue_number:03d} to list {list_name!r} is being sent right now "
                     f"by {row.holder}; wait for it or stop it first"
@@ -253,7 +228,7 @@ def join_campaign(engine: Engine, issue_number: int, list_name: str, holder: str
         if (
             row is None
             or row.state != CampaignState.SENDING
-            or not _holder_alive(row.holder, row.heartbeat, now)
+            or not holder_alive(row.holder, row.heartbeat, now, STALE_AFTER)
         ):
             raise SendError(
                 f"issue {issue_number:03d} to list {list_name!r} is not being sent right now: "
@@ -317,7 +292,7 @@ def live_senders(engine: Engine, campaign_id: int, now: datetime | None = None) 
                 campaign_senders.c.campaign_id == campaign_id
             )
         ).all()
-    return {r.holder for r in rows if _holder_alive(r.holder, r.heartbeat, now)}
+    return {r.holder for r in rows if holder_alive(r.holder, r.heartbeat, now, STALE_AFTER)}
 
 
 def campaign_state(engine: Engine, campaign_id: int) -> tuple[CampaignState, PauseKind | None]:

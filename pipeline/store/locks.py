@@ -1,11 +1,17 @@
-"""A leader lock in the database: of all daemons on one database, only the holder acts.
+"""Leases in the database: who holds a thing, and whether that holder is still alive.
 
-A row per lock name (migration 0003) says who holds it until when. Taking it is one
-conditional UPDATE (mine already, or expired) or, for a lock never taken, one INSERT
-that the primary key lets only one writer win; both are atomic on SQLite and
-PostgreSQL. The holder renews it by heartbeat; others steal it only after expiry.
-Work that must happen at most once checks the lock inside its own transaction
-(``fence``), so a holder that lost the lock without noticing cannot commit it.
+One way to name a holder (``new_holder``: host, pid, nonce) and one way to judge it
+alive (``holder_alive``: a fresh heartbeat; on this host, a process that still
+exists), used by the daemon's leader lock here and by the send ledger's campaign
+holders and joined senders.
+
+The leader lock: of all daemons on one database, only the holder acts. A row per lock
+name (migration 0003) says who holds it until when. Taking it is one conditional
+UPDATE (mine already, expired, or held by a process of this host that is gone) or,
+for a lock never taken, one INSERT that the primary key lets only one writer win;
+both are atomic on SQLite and PostgreSQL. The holder renews it by heartbeat. Work
+that must happen at most once checks the lock inside its own transaction (``fence``),
+so a holder that lost the lock without noticing cannot commit it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pipeline.errors import LockLost, StoreError
-from pipeline.store.db import read_connection
+from pipeline.store.db import as_utc, read_connection
 from pipeline.store.schema import locks
 
 log = logging.getLogger("brief.lock")
@@ -36,6 +42,31 @@ def new_holder() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def holder_alive(
+    holder: str | None, heartbeat: datetime | None, now: datetime, stale_after: timedelta
+) -> bool:
+    """A holder is alive while its heartbeat is younger than ``stale_after``. On this host
+    a fresh holder whose process is gone is dead at once; a PID check never revives a
+    stale heartbeat (PIDs are reused, so some process may well have the old number)."""
+    beat = as_utc(heartbeat)
+    if not holder or beat is None or now - beat >= stale_after:
+        return False
+    host, _, rest = holder.partition(":")
+    pid, _, nonce = rest.partition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            # Another holder of this very process: alive while it beats. A name without
+            # a nonce is from before holders were told apart: an earlier, finished call.
+            return bool(nonce)
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    return True
+
+
 def _utc(when: datetime) -> datetime:
     # SQLite stores datetimes as text without an offset: everything written is UTC,
     # so text order is time order.
@@ -45,7 +76,11 @@ def _utc(when: datetime) -> datetime:
 
 
 def acquire(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
-    """Take or renew the lock ``name`` for ``holder`` until ``now + ttl``; False if held."""
+    """Take or renew the lock ``name`` for ``holder`` until ``now + ttl``; False if held.
+
+    A lock whose holder is judged dead (``holder_alive``: on this host, its process is
+    gone) is taken at once instead of after expiry: a daemon killed by the OOM killer
+    hands over in one poll, not one TTL."""
     now = _utc(now)
     values = {"holder": holder, "expires_at": now + ttl, "heartbeat": now}
     try:
@@ -56,8 +91,23 @@ def acquire(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelt
                 .where(sa.or_(locks.c.holder == holder, locks.c.expires_at <= now))
                 .values(**values)
             ).rowcount
-        if taken == 1:
-            return True
+            if taken == 1:
+                return True
+            row = conn.execute(
+                sa.select(locks.c.holder, locks.c.heartbeat).where(locks.c.name == name)
+            ).first()
+            if row is not None:
+                if holder_alive(row.holder, row.heartbeat, now, ttl):
+                    return False
+                # Dead: take it from exactly that holder (a steal by someone else wins).
+                return (
+                    conn.execute(
+                        locks.update()
+                        .where(locks.c.name == name, locks.c.holder == row.holder)
+                        .values(**values)
+                    ).rowcount
+                    == 1
+                )
         with engine.begin() as conn:
             conn.execute(locks.insert().values(name=name, **values))
         return True
