@@ -26,10 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from pipeline.errors import LockLost, StoreError
-from pipeline.store.db import as_utc, read_connection
+from pipeline.store.db import as_utc, insert_ignoring, read_connection, transaction
 from pipeline.store.schema import locks
 
 log = logging.getLogger("brief.lock")
@@ -83,45 +82,44 @@ def acquire(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelt
     hands over in one poll, not one TTL."""
     now = _utc(now)
     values = {"holder": holder, "expires_at": now + ttl, "heartbeat": now}
-    try:
-        with engine.begin() as conn:
-            taken = conn.execute(
-                locks.update()
-                .where(locks.c.name == name)
-                .where(sa.or_(locks.c.holder == holder, locks.c.expires_at <= now))
-                .values(**values)
-            ).rowcount
-            if taken == 1:
-                return True
-            row = conn.execute(
-                sa.select(locks.c.holder, locks.c.heartbeat).where(locks.c.name == name)
-            ).first()
-            if row is not None:
-                if holder_alive(row.holder, row.heartbeat, now, ttl):
-                    return False
-                # Dead: take it from exactly that holder (a steal by someone else wins).
-                return (
-                    conn.execute(
-                        locks.update()
-                        .where(locks.c.name == name, locks.c.holder == row.holder)
-                        .values(**values)
-                    ).rowcount
-                    == 1
-                )
-        with engine.begin() as conn:
-            conn.execute(locks.insert().values(name=name, **values))
-        return True
-    except IntegrityError:
-        return False  # another daemon inserted the row first
-    except SQLAlchemyError as exc:
-        raise StoreError(f"lock {name}: {exc.__class__.__name__}: {exc}") from None
+    with transaction(engine) as conn:
+        taken = conn.execute(
+            locks.update()
+            .where(locks.c.name == name)
+            .where(sa.or_(locks.c.holder == holder, locks.c.expires_at <= now))
+            .values(**values)
+        ).rowcount
+        if taken == 1:
+            return True
+        row = conn.execute(
+            sa.select(locks.c.holder, locks.c.heartbeat).where(locks.c.name == name)
+        ).first()
+        if row is not None:
+            if holder_alive(row.holder, row.heartbeat, now, ttl):
+                return False
+            # Dead: take it from exactly that holder (a steal by someone else wins).
+            return (
+                conn.execute(
+                    locks.update()
+                    .where(locks.c.name == name, locks.c.holder == row.holder)
+                    .values(**values)
+                ).rowcount
+                == 1
+            )
+        # Never taken: one INSERT, which the primary key lets only one writer win.
+        inserted = conn.execute(
+            insert_ignoring(conn, locks, ["name"])
+            .values(name=name, **values)
+            .returning(locks.c.name)
+        ).first()
+    return inserted is not None
 
 
 def renew(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:
     """Extend the lock if ``holder`` still holds it; False when it was stolen or released."""
     now = _utc(now)
     # Holder unchanged means nobody stole it, even if it expired meanwhile.
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         return (
             conn.execute(
                 locks.update()
@@ -134,7 +132,7 @@ def renew(engine: Engine, name: str, holder: str, now: datetime, ttl: timedelta)
 
 def release(engine: Engine, name: str, holder: str) -> None:
     """Give the lock up (only if ``holder`` has it), so a standby can take over at once."""
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         conn.execute(locks.delete().where(locks.c.name == name, locks.c.holder == holder))
 
 
@@ -203,7 +201,7 @@ class Heartbeat:
         while not self._done.wait(self.interval):
             try:
                 ok = renew(self.engine, self.name, self.holder, self.clock(), self.ttl)
-            except SQLAlchemyError as exc:
+            except StoreError as exc:  # transaction() turns database errors into StoreError
                 # A database hiccup is not a lost lock yet; expiry decides.
                 log.warning(
                     "lock=%s event=heartbeat_failed error=%s", self.name, type(exc).__name__

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pipeline.store.db import transaction
 from pipeline.store.schema import rate_hits
 
 WINDOW = timedelta(hours=1)
@@ -29,7 +30,7 @@ def allow(engine: Engine, scope: str, key: str, limit: int, now: datetime) -> bo
     """
     hashed = key_hash(scope, key)
     cutoff = now - WINDOW
-    with engine.begin() as conn:
+    with transaction(engine) as conn:
         # Old hits are useless; clearing them here keeps the table an hour deep.
         conn.execute(rate_hits.delete().where(rate_hits.c.at < cutoff))
         used = conn.execute(
