@@ -21,6 +21,7 @@ from .config import Settings, load_settings
 from .content import Issue, load_content
 from .errors import BriefError
 from .private import private_dirs
+from .providers import provider_setup
 
 COPIED = ("glossary", "museum", "issues", "templates")
 
@@ -108,7 +109,7 @@ def run_demo(
     report = send_campaign(engine, demo, library, issue, list_name)
     if report.state == "sent":
         mark_status(issue.path, "sent")
-    outbox = Path(demo.provider.table("outbox")["dir"])
+    outbox = Path(provider_setup(demo).table["dir"])  # the outbox's table, defaults filled
     outbox = (outbox if outbox.is_absolute() else demo.root / outbox) / issue.label
     say(
         f"sent issue {issue.label} to {report.sent} of {report.total} readers through the "

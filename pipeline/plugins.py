@@ -1,0 +1,88 @@
+"""Plug-ins found through entry points: mail providers and webhook verifiers.
+
+A plug-in is whatever an entry point names (a class, usually). Two class attributes
+tell Brief how to build it, so the built-ins and a third party's package are read
+the same way:
+
+- ``settings_schema``: its settings table (``[provider.<name>]`` or
+  ``[webhooks.<name>]``) as ``{key: Key(...)}``, the one place its defaults live;
+- ``secrets``: the environment variables it reads; it is handed those and no others.
+
+Nothing here is loaded at import time: the entry points are read when asked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of a plug-in's settings table: its type, its default, and its limits.
+
+    ``bounds`` is an inclusive (low, high) for a number; ``choices`` the strings allowed;
+    ``url`` asks for an absolute http(s) URL when not empty; ``check(key, value)`` may
+    refuse anything else with a ConfigError naming ``key``, or return a cleaned value.
+    """
+
+    types: type | tuple[type, ...]
+    default: Any
+    bounds: tuple[float, float] | None = None
+    choices: tuple[str, ...] = ()
+    url: bool = False
+    check: Callable[[str, Any], Any] | None = None
+
+
+TableSchema = Mapping[str, Key]
+
+
+@dataclass(frozen=True)
+class Registry:
+    """One entry-point group, e.g. ``brief.providers``; ``section`` is its brief.toml table."""
+
+    group: str
+    section: str  # "provider" or "webhooks"
+    what: str  # "provider" or "webhook verifier", for messages
+
+    def _entry_points(self) -> dict[str, EntryPoint]:
+        return {ep.name: ep for ep in entry_points(group=self.group)}
+
+    def available(self) -> dict[str, str]:
+        """Installed plug-ins: name -> ``module:attribute``."""
+        return {name: ep.value for name, ep in sorted(self._entry_points().items())}
+
+    def load(self, name: str, key: str) -> Any:
+        """What the entry point ``name`` names; a ConfigError naming ``key`` when no such
+        plug-in is installed or it cannot be imported."""
+        eps = self._entry_points()
+        if name not in eps:
+            known = ", ".join(sorted(eps)) or "none installed"
+            raise ConfigError(f"{key}: unknown {self.what} {name!r} (installed: {known})")
+        try:
+            return eps[name].load()
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(
+                f"{key}: {self.what} {name!r} is registered as {eps[name].value} "
+                f"but cannot be loaded: {exc}"
+            ) from None
+
+
+def schema_of(plugin: Any) -> TableSchema:
+    """A plug-in's settings table schema (none declared: a table with no keys)."""
+    schema = getattr(plugin, "settings_schema", None)
+    return schema if isinstance(schema, Mapping) else {}
+
+
+def secrets_for(plugin: Any, env: Mapping[str, str]) -> Mapping[str, str]:
+    """The environment variables a plug-in declared in ``secrets``, those that are set."""
+    names = getattr(plugin, "secrets", ())
+    return {name: env[name] for name in names if name in env}
+
+
+PROVIDERS = Registry("brief.providers", "provider", "provider")
+WEBHOOKS = Registry("brief.webhooks", "webhooks", "webhook verifier")
