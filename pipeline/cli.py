@@ -139,10 +139,12 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from .providers import provider_factory
+    from .providers import provider_setup
 
     settings = env.settings
-    provider_factory(settings)  # registered and importable, or exit 2 naming provider.name
+    # The provider is registered and importable and its table is valid (its defaults filled
+    # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
+    provider_setup(settings)
     library = env.library()
     warnings: list[str] = []
     try:
