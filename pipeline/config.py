@@ -47,8 +47,6 @@ MAX_RETRIES = (0, 50)
 GUARD_WINDOW = (1, 10_000_000)
 PER_HOUR = (0, 1_000_000)
 MAX_BODY_BYTES = (1024, 100 * 1024 * 1024)
-# What a provider's or verifier's timeout may be: a positive real for socket.settimeout.
-TIMEOUT = (0.001, 3600)
 _HTTP_URL = re.compile(r"^https?://[^/\s]+\S*$")
 # The [provider] keys that are not a provider's own table.
 _PROVIDER_KEYS = frozenset({"name", "rate_per_second", "concurrency", "max_retries", "batch_size"})

@@ -13,9 +13,12 @@ Nothing here is loaded at import time: the entry points are read when asked.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
+from types import MappingProxyType
 from typing import Any
 
 from .errors import ConfigError
@@ -49,8 +52,8 @@ class Registry:
     section: str  # "provider" or "webhooks"
     what: str  # "provider" or "webhook verifier", for messages
 
-    def _entry_points(self) -> dict[str, EntryPoint]:
-        return {ep.name: ep for ep in entry_points(group=self.group)}
+    def _entry_points(self) -> Mapping[str, EntryPoint]:
+        return _scan(self.group, tuple(sys.path))
 
     def available(self) -> dict[str, str]:
         """Installed plug-ins: name -> ``module:attribute``."""
@@ -70,6 +73,20 @@ class Registry:
                 f"{key}: {self.what} {name!r} is registered as {eps[name].value} "
                 f"but cannot be loaded: {exc}"
             ) from None
+
+
+@functools.lru_cache(maxsize=16)
+def _scan(group: str, path: tuple[str, ...]) -> Mapping[str, EntryPoint]:
+    """The entry points of ``group`` found on ``path``.
+
+    Reading them means reading the metadata of every installed distribution (20-40 ms
+    in a full environment), and settings are read often (each command, each test), so
+    the answer is kept per search path: the same path finds the same packages, and a
+    changed ``sys.path`` is a new scan. A package installed into a folder while a
+    process runs is seen by the next process, as with imports. (A cache of a lookup,
+    not state: nothing is ever written to it but the scan's answer.)
+    """
+    return MappingProxyType({ep.name: ep for ep in entry_points(group=group)})
 
 
 def schema_of(plugin: Any) -> TableSchema:

@@ -137,3 +137,19 @@ def test_a_bad_key_in_a_third_party_webhook_table_names_it(acme_installed, publi
     with pytest.raises(ConfigError) as info:
         load_settings(toml, env={})
     assert str(info.value) == "webhooks.acme.colour: unknown key (allowed here: header)"
+
+
+def test_a_registered_verifier_that_cannot_be_loaded_is_a_404_and_one_warning(
+    acme_installed, web_settings, client_for, caplog, tmp_path, monkeypatch
+):
+    info = tmp_path / "broken-site" / "brief_broken_hook-1.0.dist-info"
+    info.mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(info.parent))
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brief-broken-hook\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[brief.webhooks]\nbroken = brief_acme_mail:Missing\n")
+    client = client_for(web_settings)
+    with caplog.at_level("WARNING", logger="brief.web"):
+        response = client.post("/webhooks/broken", content=b"{}")
+    assert response.status_code == 404
+    [warning] = [r.getMessage() for r in caplog.records if "broken" in r.getMessage()]
+    assert "brief_acme_mail:Missing" in warning and "cannot be loaded" in warning

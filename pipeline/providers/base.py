@@ -101,5 +101,6 @@ class ProviderFactory(Protocol):
     def __call__(self, setup: ProviderSetup) -> Provider: ...
 
 
-# Keys most providers share, declared once.
+# Keys most providers share, declared once: a timeout must be a positive real for
+# socket.settimeout, and past an hour means nothing.
 TIMEOUT_KEY = Key((int, float), 30, bounds=(0.001, 3600))

@@ -10,6 +10,7 @@ certificates) lives as long as the app.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,8 @@ from ..config import Settings, read_table
 from ..errors import ConfigError
 from ..plugins import WEBHOOKS, TableSchema, schema_of, secrets_for
 from .common import Event
+
+log = logging.getLogger("brief.web")
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class Verifiers:
         if name not in self._bound:
             try:
                 self._bound[name] = bind(self.settings, name, self.preset.get(name))
-            except ConfigError:
+            except ConfigError as exc:
+                if name in available():  # registered but broken: the operator must know
+                    log.warning("webhook verifier %s: %s", name, exc)
                 return None  # an unknown name is kept nowhere: a caller picks any
         return self._bound[name]
