@@ -152,9 +152,11 @@ class NoopProvider:
     name = "benchnoop"
     max_batch = 500  # as a batch API (Postmark) takes
     idempotent = False
+    settings_schema = {}  # no [provider.benchnoop] keys
+    secrets = ()
 
-    def __init__(self, settings):
-        self.settings = settings
+    def __init__(self, setup):
+        self.setup = setup
 
     def open(self):
         pass

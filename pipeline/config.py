@@ -22,50 +22,10 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
+from pipeline.plugins import PROVIDERS, WEBHOOKS, Registry, TableSchema, schema_of
 
 CONFIG_NAME = "brief.toml"
 
-# Each provider's own table: key -> (type, default). Secrets are not here on
-# purpose: they come from the environment variables named in the README.
-PROVIDER_TABLES: dict[str, dict[str, tuple[type | tuple[type, ...], Any]]] = {
-    "outbox": {"dir": (str, ".brief/outbox")},
-    "smtp": {
-        "host": (str, "127.0.0.1"),
-        "port": (int, 587),
-        "tls": (str, "starttls"),
-        "username": (str, ""),
-        "timeout": ((int, float), 30),
-        "idle_limit": ((int, float), 10),
-        "local_hostname": (str, ""),
-        "ca_file": (str, ""),
-    },
-    "postmark": {
-        "base_url": (str, "https://api.postmarkapp.com"),
-        "message_stream": (str, "broadcast"),
-        "timeout": ((int, float), 30),
-    },
-    "sendgrid": {"base_url": (str, "https://api.sendgrid.com"), "timeout": ((int, float), 30)},
-    "mailgun": {
-        "base_url": (str, "https://api.mailgun.net"),
-        "domain": (str, ""),
-        "timeout": ((int, float), 30),
-    },
-    "ses": {
-        "region": (str, "us-east-1"),
-        "base_url": (str, ""),
-        "configuration_set": (str, ""),
-        "timeout": ((int, float), 30),
-    },
-    "resend": {
-        "base_url": (str, "https://api.resend.com"),
-        "timeout": ((int, float), 30),
-        # a lost answer is asked again, identically, this many times before it is unknown
-        "retries": (int, 2),
-        "retry_backoff": ((int, float), 0.5),
-    },
-}
-
-_SMTP_TLS = ("starttls", "implicit", "none")
 _UNAPPROVED = ("skip", "send")
 
 # List names as the store accepts them (store.lists uses this same pattern): a slug.
@@ -87,13 +47,9 @@ MAX_RETRIES = (0, 50)
 GUARD_WINDOW = (1, 10_000_000)
 PER_HOUR = (0, 1_000_000)
 MAX_BODY_BYTES = (1024, 100 * 1024 * 1024)
-# retries/retry_backoff: [provider.resend] on main (sleeps backoff * 2**attempt).
-_TABLE_BOUNDS: dict[str, tuple[float, float]] = {
-    "port": (1, 65535),
-    "timeout": (0.001, 3600),
-    "retries": (0, 10),
-    "retry_backoff": (0, 60),
-}
+_HTTP_URL = re.compile(r"^https?://[^/\s]+\S*$")
+# The [provider] keys that are not a provider's own table.
+_PROVIDER_KEYS = frozenset({"name", "rate_per_second", "concurrency", "max_retries", "batch_size"})
 
 
 @dataclass(frozen=True)
@@ -142,10 +98,13 @@ class ProviderSettings:
     concurrency: int
     max_retries: int
     batch_size: int
+    # Each [provider.<name>] table in brief.toml, checked by that provider's own schema.
     tables: Mapping[str, Mapping[str, Any]]
 
     def table(self, name: str | None = None) -> Mapping[str, Any]:
-        """The settings table of one provider (the configured one by default)."""
+        """The settings table of one provider (the configured one by default) as written
+        in brief.toml, checked; empty when brief.toml has none (``providers.provider_setup``
+        fills in the provider's defaults)."""
         return self.tables.get(name or self.name, MappingProxyType({}))
 
 
@@ -169,8 +128,12 @@ class WebSettings:
     max_body_bytes: int
     # Addresses or networks whose X-Forwarded-For is believed (empty: nobody's).
     trusted_proxies: tuple[str, ...] = ()
-    # [webhooks.ses] topics: the only SNS TopicArns whose messages are confirmed or applied.
-    ses_topics: tuple[str, ...] = ()
+    # Each [webhooks.<name>] table, checked by that webhook verifier's own schema.
+    webhooks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def webhook_table(self, name: str) -> Mapping[str, Any]:
+        """The settings table of one webhook verifier as written (empty when there is none)."""
+        return self.webhooks.get(name, MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -269,7 +232,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     )
     from_address = _address("newsletter.from_address", r.get(nl, "newsletter.from_address", str))
     base_url = r.get(nl, "newsletter.base_url", str).rstrip("/")
-    if not re.match(r"^https?://[^/\s]+\S*$", base_url):
+    if not _HTTP_URL.match(base_url):
         raise ConfigError("newsletter.base_url: must be an absolute http(s) URL without spaces")
     editors = r.get(nl, "newsletter.editors", list, [])
     if not all(isinstance(e, str) for e in editors):
@@ -358,10 +321,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     database = Database(_resolve_sqlite(url, root))
 
     pv = r.section("provider", required=False)
-    r.only(
-        "provider",
-        {"name", "rate_per_second", "concurrency", "max_retries", "batch_size", *PROVIDER_TABLES},
-    )
+    tables = _plugin_tables(r, PROVIDERS, pv, _PROVIDER_KEYS)
     provider_name = r.get(pv, "provider.name", str, "outbox")
     rate = r.number(pv, "provider.rate_per_second", RATE_PER_SECOND, 0)
     concurrency = r.get(pv, "provider.concurrency", int, 4)
@@ -371,20 +331,6 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     batch_size = r.get(pv, "provider.batch_size", int, 100)
     if not 1 <= batch_size <= 10_000:
         raise ConfigError("provider.batch_size: must be between 1 and 10000")
-    tables: dict[str, Mapping[str, Any]] = {}
-    for pname, schema in PROVIDER_TABLES.items():
-        table = r.section(f"provider.{pname}", required=False, within=pv)
-        r.only(f"provider.{pname}", set(schema), table)
-        values = {k: r.get(table, f"provider.{pname}.{k}", t, d) for k, (t, d) in schema.items()}
-        for k, (low, high) in _TABLE_BOUNDS.items():
-            if k in values:
-                r.number(values, f"provider.{pname}.{k}", (low, high))
-        base = values.get("base_url")
-        if base and not re.match(r"^https?://[^/\s]+\S*$", base):
-            raise ConfigError(f"provider.{pname}.base_url: must be an absolute http(s) URL")
-        tables[pname] = MappingProxyType(values)
-    if tables["smtp"]["tls"] not in _SMTP_TLS:
-        raise ConfigError(f"provider.smtp.tls: must be one of {', '.join(_SMTP_TLS)}")
     provider = ProviderSettings(
         provider_name, rate, concurrency, max_retries, batch_size, MappingProxyType(tables)
     )
@@ -413,17 +359,14 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
             "trusted_proxies",
         },
     )
-    wh = r.section("webhooks", required=False)
-    r.only("webhooks", {"ses"})
-    ses_hooks = r.section("webhooks.ses", required=False, within=wh)
-    r.only("webhooks.ses", {"topics"}, ses_hooks)
+    hooks = _plugin_tables(r, WEBHOOKS, r.section("webhooks", required=False), frozenset())
     web = WebSettings(
         welcome_email=r.get(wb, "web.welcome_email", bool, False),
         subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
         subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
         max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
         trusted_proxies=_networks(r.get(wb, "web.trusted_proxies", list, [])),
-        ses_topics=_topic_arns(r.get(ses_hooks, "webhooks.ses.topics", list, [])),
+        webhooks=MappingProxyType(hooks),
     )
 
     for key, bounds in (
@@ -461,17 +404,49 @@ def _networks(values: list) -> tuple[str, ...]:
     return tuple(values)
 
 
-_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
+def _plugin_tables(
+    r: _Reader, registry: Registry, section: Mapping, fixed: frozenset[str]
+) -> dict[str, Mapping[str, Any]]:
+    """Each ``[<section>.<name>]`` table, checked by the schema of the plug-in ``name``.
+
+    Any installed plug-in's name is a table here, a third party's as much as a built-in;
+    a table for a name nobody installed is refused, naming it (a typo would otherwise
+    leave a provider on its defaults without a word).
+    """
+    tables: dict[str, Mapping[str, Any]] = {}
+    for name, raw in section.items():
+        if name in fixed:
+            continue
+        key = f"{registry.section}.{name}"
+        if not isinstance(raw, dict):
+            if name in registry.available():
+                raise ConfigError(f"{key}: must be a table [{key}]")
+            r.only(registry.section, set(fixed) | set(registry.available()), {name: raw})
+        plugin = registry.load(name, key)
+        tables[name] = read_table(key, schema_of(plugin), raw)
+    return tables
 
 
-def _topic_arns(values: list) -> tuple[str, ...]:
-    for value in values:
-        if not isinstance(value, str) or not _TOPIC_ARN.fullmatch(value):
-            raise ConfigError(
-                f"webhooks.ses.topics: {value!r} is not an SNS topic ARN like "
-                "arn:aws:sns:us-east-1:123456789012:ses-bounces"
-            )
-    return tuple(values)
+def read_table(key: str, schema: TableSchema, raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A plug-in's settings table checked against its schema, every key present (the
+    defaults filled in); each bad key one ConfigError naming it, e.g. ``provider.smtp.port``.
+    """
+    r = _Reader(raw)
+    r.only(key, set(schema), raw)
+    values: dict[str, Any] = {}
+    for name, spec in schema.items():
+        dotted = f"{key}.{name}"
+        value = r.get(raw, dotted, spec.types, spec.default)
+        if spec.bounds is not None:
+            r.number({name: value}, dotted, spec.bounds)
+        if spec.choices and value not in spec.choices:
+            raise ConfigError(f"{dotted}: must be one of {', '.join(spec.choices)}")
+        if spec.url and value and not _HTTP_URL.match(value):
+            raise ConfigError(f"{dotted}: must be an absolute http(s) URL")
+        if spec.check is not None:
+            value = spec.check(dotted, value)
+        values[name] = value
+    return MappingProxyType(values)
 
 
 def _resolve_sqlite(url: str, root: Path) -> str:

@@ -21,6 +21,7 @@ from pipeline.content.assemble import assemble, mark_status
 from pipeline.content.library import Issue, load_content
 from pipeline.errors import BriefError
 from pipeline.private import private_dirs
+from pipeline.providers import provider_setup
 from pipeline.render.site import build_site
 from pipeline.send import send_campaign
 from pipeline.send.proof import write_rendered
@@ -107,7 +108,7 @@ def run_demo(
     report = send_campaign(engine, demo, library, issue, list_name)
     if report.state == "sent":
         mark_status(issue.path, "sent")
-    outbox = Path(demo.provider.table("outbox")["dir"])
+    outbox = Path(provider_setup(demo).table["dir"])  # the outbox's table, defaults filled
     outbox = (outbox if outbox.is_absolute() else demo.root / outbox) / issue.label
     say(
         f"sent issue {issue.label} to {report.sent} of {report.total} readers through the "

@@ -55,9 +55,20 @@ def http_settings(project: Path, httpserver):
         lines = [f"\n[provider.{name}]"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in values.items()]
         path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
-        return load_settings(path, env=API_ENV if env is None else env)
+        make.last = load_settings(path, env=API_ENV if env is None else env)
+        return make.last
 
+    # The Settings made last: the provider is built from its own table, not from them,
+    # and the messages for it are made from them.
+    make.last = None
     return make
+
+
+def setup_of(settings, name: str | None = None):
+    """What the provider is built from under these settings (its table and secrets)."""
+    from pipeline.providers import provider_setup
+
+    return provider_setup(settings, name)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from pipeline.providers.postmark import PostmarkProvider
 from pipeline.providers.resend import ResendProvider, idempotency_key
 from pipeline.providers.sendgrid import SendGridProvider
 from pipeline.providers.ses import SesProvider, sign_v4
-from tests.fixtures_providers import API_ENV
+from tests.fixtures_providers import API_ENV, setup_of
 
 PROVIDERS = {
     "postmark": (PostmarkProvider, "BRIEF_POSTMARK_TOKEN"),
@@ -50,7 +50,7 @@ def _provider(name, http_settings, **table):
     if name == "resend":
         table.setdefault("retry_backoff", 0.01)
     cls = PROVIDERS[name][0]
-    provider = cls(http_settings(name, **table))
+    provider = cls(setup_of(http_settings(name, **table)))
     provider.open()
     return provider
 
@@ -71,7 +71,7 @@ def test_missing_api_key_is_a_provider_error_naming_the_variable(name, http_sett
     cls, env_name = PROVIDERS[name]
     env = {k: v for k, v in API_ENV.items() if k != env_name}
     with pytest.raises(ProviderError, match=env_name):
-        cls(http_settings(name, env=env))
+        cls(setup_of(http_settings(name, env=env)))
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
@@ -81,7 +81,7 @@ def test_a_lost_answer_is_unknown(name, http_settings, http_messages, httpserver
     # Resend repeats the identical request first (tests/test_providers_resend.py); here not.
     extra = {"retries": 0} if name == "resend" else {}
     provider = _provider(name, http_settings, timeout=0.15, **extra)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
     assert [r.key for r in results] == [m.key for m in msgs]
     first = results[0]
@@ -104,7 +104,7 @@ def test_an_unreachable_service_raises_provider_unavailable(name, http_settings,
         port = s.getsockname()[1]
     provider = _provider(name, http_settings, base_url=f"http://127.0.0.1:{port}")
     with pytest.raises(ProviderUnavailable, match="cannot connect to 127.0.0.1"):
-        provider.push(http_messages(provider.settings))
+        provider.push(http_messages(http_settings.last))
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))
@@ -115,7 +115,7 @@ def test_429_is_transient_and_says_rate_limited(name, http_settings, http_messag
         headers={"x-amzn-ErrorType": "TooManyRequestsException"},
     )
     provider = _provider(name, http_settings)
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert results and all(not r.ok and r.transient for r in results)
     assert all(r.reason.startswith("rate limited") for r in results)
 
@@ -127,7 +127,7 @@ def test_server_errors_are_transient(name, status, http_settings, http_messages,
         "upstream unavailable", status=status
     )
     provider = _provider(name, http_settings)
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert all(r.fate is Fate.TRANSIENT and not r.suppress for r in results)
     assert results[0].code.endswith(str(status))
     assert "upstream unavailable" in results[0].reason
@@ -144,7 +144,7 @@ def test_refused_credentials_stop_the_provider_without_showing_the_key(
     )
     provider = _provider(name, http_settings)
     with pytest.raises(ProviderError) as caught:
-        provider.push(http_messages(provider.settings))
+        provider.push(http_messages(http_settings.last))
     assert name in str(caught.value)
     for secret in API_ENV.values():
         assert secret not in str(caught.value)
@@ -156,7 +156,7 @@ def test_an_empty_push_sends_nothing_and_an_oversized_one_is_refused(
 ):
     provider = _provider(name, http_settings)
     assert provider.push([]) == []
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     with pytest.raises(ProviderError, match="at most"):
         provider.push(msgs * (provider.max_batch // len(msgs) + 1))
     assert httpserver.log == []
@@ -200,7 +200,7 @@ def test_postmark_posts_one_batch_with_token_stream_and_personal_bodies(
         [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}", "To": "x"} for i in range(3)]
     )
     provider = _provider("postmark", http_settings, message_stream="newsletter")
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
 
     assert [(r.ok, r.provider_id) for r in results] == [
@@ -243,7 +243,7 @@ def test_postmark_maps_each_error_code_in_a_200_batch(http_settings, http_messag
         ]
     )
     provider = _provider("postmark", http_settings)
-    msgs = http_messages(provider.settings, 6)
+    msgs = http_messages(http_settings.last, 6)
     inactive, bad_to, ok, limited, bad_body, pending = provider.push(msgs)
 
     assert inactive.fate is Fate.PERMANENT and inactive.suppress
@@ -261,7 +261,7 @@ def test_postmark_422_for_the_whole_request_is_permanent(http_settings, http_mes
         {"ErrorCode": 402, "Message": "Received invalid JSON input."}, status=422
     )
     provider = _provider("postmark", http_settings)
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert all(r.fate is Fate.PERMANENT and not r.suppress for r in results)
     assert "ErrorCode 402" in results[0].label
 
@@ -272,7 +272,7 @@ def test_postmark_unconfirmed_sender_stops_the_provider(http_settings, http_mess
     )
     provider = _provider("postmark", http_settings)
     with pytest.raises(ProviderError, match="cannot send"):
-        provider.push(http_messages(provider.settings))
+        provider.push(http_messages(http_settings.last))
 
 
 # -- SendGrid -----------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_sendgrid_one_request_with_personalizations_reproduces_each_message(
         headers={"Authorization": "Bearer SG.key-456"},
     ).respond_with_data("", status=202, headers={"X-Message-Id": "sg-batch-1"})
     provider = _provider("sendgrid", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
 
     assert [(r.ok, r.provider_id) for r in results] == [(True, "sg-batch-1")] * 3
@@ -338,7 +338,7 @@ def test_sendgrid_400_blaming_one_recipient_fails_only_that_one_and_sends_the_re
         "", status=202, headers={"X-Message-Id": "sg-2"}
     )
     provider = _provider("sendgrid", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     first, blamed, third = provider.push(msgs)
     assert blamed.fate is Fate.PERMANENT and blamed.suppress
     assert "valid address" in blamed.reason
@@ -354,7 +354,7 @@ def test_sendgrid_413_splits_and_pauses_when_each_message_is_too_large_alone(
         {"errors": [{"message": "The JSON payload you have included is too large."}]}, status=413
     )
     provider = _provider("sendgrid", http_settings)
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     # Too large even one at a time: the issue is, not the readers. Pause, write nobody off.
     assert all(r.fate is Fate.SENDER for r in results)
     assert results[0].code == "HTTP 413" and "too large" in results[0].reason
@@ -374,7 +374,7 @@ def test_mailgun_batch_uses_recipient_variables_for_bodies_headers_and_key(
         headers={"Authorization": auth},
     ).respond_with_json({"id": "<20260101.1@mg.example.com>", "message": "Queued. Thank you."})
     provider = _provider("mailgun", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
 
     assert [(r.ok, r.provider_id) for r in results] == [(True, "<20260101.1@mg.example.com>")] * 3
@@ -410,7 +410,7 @@ def test_mailgun_400_for_a_single_recipient_is_permanent_and_404_names_the_domai
         {"message": "Domain not found: mg.example.com"}, status=404
     )
     provider = _provider("mailgun", http_settings)
-    msgs = http_messages(provider.settings)[:1]
+    msgs = http_messages(http_settings.last)[:1]
     results = provider.push(msgs)
     assert all(r.fate is Fate.PERMANENT and r.suppress for r in results)
     assert "not a valid address" in results[0].reason
@@ -419,7 +419,7 @@ def test_mailgun_400_for_a_single_recipient_is_permanent_and_404_names_the_domai
 
 
 def test_mailgun_domain_defaults_to_the_sending_domain(http_settings):
-    provider = MailgunProvider(http_settings("mailgun"))
+    provider = MailgunProvider(setup_of(http_settings("mailgun")))
     assert provider.domain == "example.com"
 
 
@@ -510,7 +510,7 @@ def test_ses_sends_each_raw_message_signed_for_its_region(http_settings, http_me
     env = {**API_ENV, "AWS_SESSION_TOKEN": "session-token-xyz"}
     settings = http_settings("ses", env=env, region="eu-west-1", configuration_set="brief-cs")
     clock = lambda: datetime(2026, 12, 2, 7, 0, tzinfo=UTC)  # noqa: E731
-    provider = SesProvider(settings, clock=clock)
+    provider = SesProvider(setup_of(settings), clock=clock)
     msgs = http_messages(settings)
     results = provider.push(msgs)
 
@@ -533,7 +533,7 @@ def test_ses_sends_each_raw_message_signed_for_its_region(http_settings, http_me
 
 
 def test_ses_default_endpoint_is_the_regional_one(http_settings):
-    provider = SesProvider(http_settings("ses", base_url="", region="ap-southeast-2"))
+    provider = SesProvider(setup_of(http_settings("ses", base_url="", region="ap-southeast-2")))
     assert provider.api.base_url == "https://email.ap-southeast-2.amazonaws.com"
 
 
@@ -549,7 +549,7 @@ def test_ses_message_rejected_is_permanent_and_the_rest_still_go(
         {"MessageId": "ses-ok"}
     )
     provider = _provider("ses", http_settings)
-    rejected, *rest = provider.push(http_messages(provider.settings))
+    rejected, *rest = provider.push(http_messages(http_settings.last))
     assert rejected.fate is Fate.PERMANENT and not rejected.suppress
     assert rejected.label == "ses MessageRejected Illegal address"
     assert all(r.ok for r in rest)
@@ -564,7 +564,7 @@ def test_ses_throttling_holds_back_the_rest_of_the_push(http_settings, http_mess
         status=400,
     )
     provider = _provider("ses", http_settings)
-    ok, limited, held = provider.push(http_messages(provider.settings))
+    ok, limited, held = provider.push(http_messages(http_settings.last))
     assert ok.ok
     assert limited.transient and limited.reason.startswith("rate limited")
     assert held.fate is Fate.NOT_TAKEN and "rate limited: held back" in held.reason
@@ -580,7 +580,7 @@ def test_ses_suspended_account_stops_the_provider_or_holds_the_rest(
         suspended, status=400, headers=header
     )
     provider = _provider("ses", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     with pytest.raises(ProviderError, match="AccountSuspendedException"):
         provider.push(msgs)
     # After one accepted message, its result is kept and the rest wait.
@@ -624,7 +624,7 @@ def test_resend_batch_shape_and_a_repeated_batch_creates_nothing_new(
         headers={"Authorization": "Bearer re_key_abc", "x-batch-validation": "permissive"},
     ).respond_with_handler(fake)
     provider = _provider("resend", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     first = provider.push(msgs)
     again = provider.push(msgs)
     other = provider.push(msgs[:2])
@@ -660,7 +660,7 @@ def test_resend_permissive_errors_fail_only_their_index(http_settings, http_mess
         }
     )
     provider = _provider("resend", http_settings)
-    a, b, c = provider.push(http_messages(provider.settings))
+    a, b, c = provider.push(http_messages(http_settings.last))
     assert (a.ok, a.provider_id, c.ok, c.provider_id) == (True, "re-a", True, "re-c")
     assert not b.ok and not b.transient and b.suppress
 
@@ -683,7 +683,7 @@ def test_resend_error_names_map_per_its_docs(
         {"statusCode": status, "name": name, "message": f"about {name}"}, status=status
     )
     provider = _provider("resend", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     if outcome == "stop":
         with pytest.raises(ProviderError, match=name):
             provider.push(msgs)

@@ -21,11 +21,11 @@ from pipeline.providers.base import Fate
 from pipeline.providers.mailgun import MailgunProvider
 from pipeline.providers.postmark import PostmarkProvider
 from pipeline.providers.ses import SesProvider, sign_v4
-from tests.fixtures_providers import API_ENV
+from tests.fixtures_providers import API_ENV, setup_of
 
 
 def _open(cls, settings):
-    provider = cls(settings)
+    provider = cls(setup_of(settings))
     provider.open()
     return provider
 
@@ -70,7 +70,7 @@ def test_mailgun_400_for_one_bad_to_fails_only_that_recipient_and_sends_the_rest
 
     httpserver.expect_request("/v3/mg.example.com/messages").respond_with_handler(handler)
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    msgs = http_messages(provider.settings, 12)
+    msgs = http_messages(http_settings.last, 12)
     results = provider.push(msgs)
 
     by_address = {m.to_address: r for m, r in zip(msgs, results, strict=True)}
@@ -97,7 +97,7 @@ def test_mailgun_400_naming_a_recipient_fails_that_one_and_resends_the_rest_at_o
         {"id": "<mg-2@mg>", "message": "Queued. Thank you."}
     )
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     ada, obrien, anon = provider.push(msgs)
     assert obrien.fate is Fate.PERMANENT and "obrien@example.net" not in obrien.label
     assert ada.ok and anon.ok and ada.provider_id == "<mg-2@mg>"
@@ -111,7 +111,7 @@ def test_mailgun_400_that_names_no_recipient_is_permanent_only_for_a_single_mess
         {"message": "from parameter is missing"}, status=400
     )
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
     # Not about a recipient: the request itself is wrong; nobody is written off.
     assert all(r.fate is Fate.SENDER for r in results)
@@ -133,7 +133,7 @@ def test_postmark_invalid_from_for_the_request_pauses_the_send(
 ):
     httpserver.expect_request("/email/batch").respond_with_json(POSTMARK_BAD_FROM, status=422)
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    assert "'From'" in _paused(provider, http_messages(provider.settings))
+    assert "'From'" in _paused(provider, http_messages(http_settings.last))
 
 
 def test_postmark_invalid_from_in_a_batch_answer_is_a_sender_problem(
@@ -141,7 +141,7 @@ def test_postmark_invalid_from_in_a_batch_answer_is_a_sender_problem(
 ):
     httpserver.expect_request("/email/batch").respond_with_json([POSTMARK_BAD_FROM] * 3)
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert [r.fate for r in results] == [Fate.SENDER] * 3
     assert results[0].code == "postmark 300"
 
@@ -159,7 +159,7 @@ def test_postmark_account_codes_in_a_batch_answer_pause_rather_than_retry(
         ]
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    pending, credits, ok = provider.push(http_messages(provider.settings))
+    pending, credits, ok = provider.push(http_messages(http_settings.last))
     assert pending.fate is Fate.SENDER and credits.fate is Fate.SENDER and ok.ok
 
 
@@ -195,7 +195,7 @@ def test_postmark_batch_too_large_is_split_and_the_halves_sent(
         _postmark_small_batches_only(2, status, body)
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    msgs = http_messages(provider.settings, 7)
+    msgs = http_messages(http_settings.last, 7)
     results = provider.push(msgs)
     assert [r.provider_id for r in results] == [f"pm-{m.key}" for m in msgs]
     sent = [
@@ -214,7 +214,7 @@ def test_postmark_message_too_large_alone_is_permanent_and_an_issue_too_large_pa
         "Request Entity Too Large", status=413
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    msgs = http_messages(provider.settings, 2)
+    msgs = http_messages(http_settings.last, 2)
     (alone,) = provider.push(msgs[:1])
     assert alone.fate is Fate.PERMANENT and alone.code == "HTTP 413"
     # Every message too large even alone: the issue is, not the readers. Pause.
@@ -234,7 +234,7 @@ def test_postmark_invalid_to_reason_does_not_carry_the_address(
         ]
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     ok, bad_to, inactive = results = provider.push(msgs)
     assert bad_to.fate is Fate.PERMANENT and bad_to.suppress and bad_to.code == "postmark 300"
     assert inactive.code == "postmark 406" and inactive.suppress
@@ -261,7 +261,7 @@ def test_ses_unverified_sender_pauses_instead_of_failing_every_recipient(
         SES_UNVERIFIED, status=400, headers=SES_REJECTED
     )
     provider = _open(SesProvider, http_settings("ses"))
-    assert "not verified" in _paused(provider, http_messages(provider.settings))
+    assert "not verified" in _paused(provider, http_messages(http_settings.last))
     assert len(httpserver.log) == 1  # the second recipient is not tried
 
 
@@ -275,7 +275,7 @@ def test_ses_unverified_sender_after_an_accepted_message_keeps_it_and_pauses_the
         SES_UNVERIFIED, status=400, headers=SES_REJECTED
     )
     provider = _open(SesProvider, http_settings("ses"))
-    ok, *rest = provider.push(http_messages(provider.settings))
+    ok, *rest = provider.push(http_messages(http_settings.last))
     assert ok.ok and [r.fate for r in rest] == [Fate.SENDER, Fate.SENDER]
 
 
@@ -324,8 +324,8 @@ def test_ses_request_matches_botocore_sesv2_send_email_model(http_settings, http
     model = botocore.session.get_session().get_service_model("sesv2")
     operation = model.operation_model("SendEmail")
     assert operation.http["requestUri"] == "/v2/email/outbound-emails"
-    provider = SesProvider(http_settings("ses", configuration_set="brief-cs"))
-    body = json.loads(provider.request_body(http_messages(provider.settings)[0]))
+    provider = SesProvider(setup_of(http_settings("ses", configuration_set="brief-cs")))
+    body = json.loads(provider.request_body(http_messages(http_settings.last)[0]))
     body["Content"]["Raw"]["Data"] = base64.b64decode(body["Content"]["Raw"]["Data"])
     validate_parameters(body, operation.input_shape)  # raises ParamValidationError
 
@@ -367,7 +367,7 @@ def test_ses_against_moto_pauses_for_an_unverified_sender_then_sends(
         aws_secret_access_key=API_ENV["AWS_SECRET_ACCESS_KEY"],
     )
     provider = _open(SesProvider, http_settings("ses", base_url=moto_ses, region="us-east-1"))
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     # moto answers MessageRejected "Did not have authority to send from email …".
     assert "brief@example.com" in _paused(provider, msgs)
     assert v1.get_send_quota()["SentLast24Hours"] == 0
@@ -387,7 +387,7 @@ def test_a_refusal_that_hits_every_recipient_pauses_after_a_bounded_number_of_re
         MAILGUN_BAD_TO, status=400
     )
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    results = provider.push(http_messages(provider.settings, 64))
+    results = provider.push(http_messages(http_settings.last, 64))
     assert len(httpserver.log) <= 1 + 8 * 6
     # Nobody is written off: the whole push pauses with Mailgun's message.
     assert all(r.fate is Fate.SENDER and not r.suppress for r in results)
@@ -414,7 +414,7 @@ def test_a_refusal_naming_the_recipients_groups_without_their_addresses(
     )
     table = {"domain": "mg.example.com"} if name == "mailgun" else {}
     provider = _open(PROVIDERS[name][0], http_settings(name, **table))
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
     assert all(r.fate is Fate.PERMANENT for r in results)
     assert len({r.label for r in results}) == 1  # one class for all three
@@ -430,7 +430,7 @@ def test_postmark_200_answer_that_cannot_be_matched_up_is_unknown_not_retried(
         [{"ErrorCode": 0, "Message": "OK", "MessageID": "a"}] * 2
     )
     provider = _open(PostmarkProvider, http_settings("postmark"))
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
 
 
@@ -449,7 +449,7 @@ def test_mailgun_sandbox_refusal_pauses_and_writes_nobody_off(
         status=400,
     )
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    assert "Sandbox" in _paused(provider, http_messages(provider.settings))
+    assert "Sandbox" in _paused(provider, http_messages(http_settings.last))
     assert len(httpserver.log) == 1
 
 
@@ -462,5 +462,5 @@ def test_a_recipient_refusal_that_hits_each_of_a_small_batch_pauses(
         MAILGUN_BAD_TO, status=400
     )
     provider = _open(MailgunProvider, http_settings("mailgun", domain="mg.example.com"))
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     assert all(r.fate is Fate.SENDER and not r.suppress for r in results)

@@ -22,13 +22,14 @@ from werkzeug import Response
 
 from pipeline.providers.base import Fate
 from pipeline.providers.resend import ResendProvider, key_from_tag, tag_value
+from tests.fixtures_providers import setup_of
 
 REAL_KEY = "issue-001.subscriber-7"  # pipeline.send.delivery_key(1, 7)
 
 
 def _resend(http_settings, **table):
     table = {"retries": 2, "retry_backoff": 0.01, **table}
-    provider = ResendProvider(http_settings("resend", **table))
+    provider = ResendProvider(setup_of(http_settings("resend", **table)))
     provider.open()
     return provider
 
@@ -87,7 +88,7 @@ def test_a_lost_answer_is_retried_with_the_identical_request(
     httpserver.expect_request("/emails/batch").respond_with_handler(fake)
     # The loopback server answers one request at a time: the backoff outlasts the stall.
     provider = _resend(http_settings, timeout=0.15, retry_backoff=0.4)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
 
     assert [r.provider_id for r in results] == ["re-0", "re-1", "re-2"]
@@ -102,7 +103,7 @@ def test_an_answer_lost_every_time_is_unknown_after_the_bounded_retries(
     fake = LosesAnswers(lose=100)
     httpserver.expect_request("/emails/batch").respond_with_handler(fake)
     provider = _resend(http_settings, timeout=0.15, retries=2, retry_backoff=0.4)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     results = provider.push(msgs)
     assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
     assert results[0].code == "timeout" and "0.15s" in results[0].reason
@@ -117,7 +118,7 @@ def test_idempotency_conflicts_are_never_a_permanent_failure(
         {"statusCode": 409, "name": name, "message": f"about {name}"}, status=409
     )
     provider = _resend(http_settings)
-    results = provider.push(http_messages(provider.settings))
+    results = provider.push(http_messages(http_settings.last))
     # The first request under this key may have been accepted: the loop must not
     # regroup these rows under a new key; the operator decides (--retry-unknown).
     assert [r.fate for r in results] == [Fate.UNKNOWN] * 3
@@ -130,9 +131,9 @@ def test_a_rebuilt_batch_is_the_same_request_byte_for_byte(
     fake = LosesAnswers(lose=0)
     httpserver.expect_request("/emails/batch").respond_with_handler(fake)
     provider = _resend(http_settings)
-    first = provider.push(http_messages(provider.settings))
+    first = provider.push(http_messages(http_settings.last))
     time.sleep(1.1)  # a later second: the Date header would differ, if it were sent
-    again = provider.push(http_messages(provider.settings))  # a new factory, as a resume
+    again = provider.push(http_messages(http_settings.last))  # a new factory, as a resume
     assert fake.seen[0] == fake.seen[1]
     assert [r.provider_id for r in again] == [r.provider_id for r in first]
     assert fake.created == 3
@@ -152,7 +153,7 @@ def test_real_delivery_keys_travel_as_tags_and_come_back(http_settings, httpserv
     from tests.fixtures_providers import SAMPLE_HTML, SAMPLE_TEXT
 
     provider = _resend(http_settings)
-    settings = provider.settings
+    settings = http_settings.last
     rendered = Rendered(1, "Issue 1", "p", SAMPLE_HTML, SAMPLE_TEXT, "https://x/issues/001/")
     values = {"name": "A", "unsubscribe_url": "https://x/u/t", "preferences_url": "https://x/p/t"}
     msg = MessageFactory(rendered, settings, commit="0" * 40).build(
@@ -232,7 +233,7 @@ def test_a_dropped_connection_is_retried_with_the_identical_request(http_setting
     server = DropsFirst(drops=1)
     try:
         provider = _resend(http_settings, base_url=server.url)
-        results = provider.push(http_messages(provider.settings))
+        results = provider.push(http_messages(http_settings.last))
     finally:
         server.close()
     assert [r.provider_id for r in results] == ["re-0", "re-1", "re-2"]
@@ -244,7 +245,7 @@ def test_a_connection_dropped_every_time_is_unknown(http_settings, http_messages
     server = DropsFirst(drops=100)
     try:
         provider = _resend(http_settings, base_url=server.url, retries=3)
-        results = provider.push(http_messages(provider.settings))
+        results = provider.push(http_messages(http_settings.last))
     finally:
         server.close()
     assert [r.fate for r in results] == [Fate.UNKNOWN] * 3

@@ -175,7 +175,8 @@ def fuzz_app(store, store_settings):
     add_subscriber(store, "bob@example.com", "Bob", source="test")
     member = next(audience(store, "main"))
     real = [member.unsubscribe_token, member.preferences_token]
-    settings_ = replace(store_settings, web=replace(store_settings.web, ses_topics=(TOPIC,)))
+    hooks = {"ses": {"topics": (TOPIC,)}}
+    settings_ = replace(store_settings, web=replace(store_settings.web, webhooks=hooks))
     app = create_app(settings_, engine=store, sns_trust=SnsTrust(get=_refuse))
     client = TestClient(app, base_url=settings_.newsletter.base_url, raise_server_exceptions=False)
     return client, real

@@ -50,6 +50,7 @@ def test_the_official_dropped_vector_is_verified_and_suppresses_the_address(proj
 
     from pipeline.config import load_settings
     from pipeline.webhooks import sendgrid
+    from pipeline.webhooks.registry import WebhookCall, bind
 
     ew = EventWebhook()
     assert ew.verify_signature(
@@ -60,7 +61,8 @@ def test_the_official_dropped_vector_is_verified_and_suppresses_the_address(proj
     )
     headers = {sendgrid.SIGNATURE: SG_SIGNATURE, sendgrid.TIMESTAMP: SG_TIMESTAMP}
     now = datetime.fromtimestamp(int(SG_TIMESTAMP) + 10, UTC)
-    events = sendgrid.verify(settings, headers, SG_PAYLOAD.encode(), now)
+    call = WebhookCall(headers, SG_PAYLOAD.encode(), now, remember=lambda token: True)
+    events = bind(settings, "sendgrid").verify(call)
     assert [(e.kind, e.email) for e in events] == [("hard_bounce", "hello@world.com")]
     assert apply_events(web_engine, events).applied == 1
     assert is_suppressed(web_engine, "hello@world.com")
@@ -96,7 +98,7 @@ def test_resend_event_signed_by_svix_carries_the_delivery_key_back(
     from svix.webhooks import Webhook
 
     from pipeline.providers.resend import tag_value
-    from pipeline.webhooks import resend
+    from pipeline.webhooks.registry import WebhookCall, bind
     from tests.fixtures_web import WEBHOOK_ENV
 
     add_subscriber(web_engine, "fay@example.com", confirmed=True, source="test")
@@ -124,5 +126,6 @@ def test_resend_event_signed_by_svix_carries_the_delivery_key_back(
     response = client.post("/webhooks/resend", content=body, headers=headers)
     assert response.status_code == 200 and is_suppressed(web_engine, "fay@example.com")
     # …and the event names the delivery it is about.
-    (event,) = resend.verify(web_settings, headers, body, ts)
+    call = WebhookCall(headers, body, ts, remember=lambda token: True)
+    (event,) = bind(web_settings, "resend").verify(call)
     assert event.delivery_key == "issue-001.subscriber-7"

@@ -62,7 +62,7 @@ ATTACKER_TOPIC = "arn:aws:sns:us-east-1:666666666666:attacker-topic"
 def _with_topics(settings, *topics):
     from dataclasses import replace
 
-    return replace(settings, web=replace(settings.web, ses_topics=topics))
+    return replace(settings, web=replace(settings.web, webhooks={"ses": {"topics": topics}}))
 
 
 @pytest.fixture
@@ -250,7 +250,7 @@ def test_ses_without_configured_topics_trusts_nothing(
     client_for, web_settings, web_engine, loopback_trust, sns_key, sns_cert, httpserver
 ):
     add_subscriber(web_engine, ANN, confirmed=True, source="test")
-    assert web_settings.web.ses_topics == ()
+    assert "ses" not in web_settings.web.webhooks
     bare = client_for(web_settings, sns_trust=loopback_trust)
     assert _post(bare, _sign(_notification(sns_cert, BOUNCE), sns_key)).status_code == 401
     assert not is_suppressed(web_engine, ANN)
@@ -281,7 +281,7 @@ def test_ses_topics_setting_is_read_from_webhooks_ses(published):
     toml = published / "brief.toml"
     base = toml.read_text(encoding="utf-8")
     toml.write_text(base + f'\n[webhooks.ses]\ntopics = ["{OUR_TOPIC}"]\n', encoding="utf-8")
-    assert load_settings(toml, env={}).web.ses_topics == (OUR_TOPIC,)
+    assert load_settings(toml, env={}).web.webhook_table("ses")["topics"] == (OUR_TOPIC,)
     toml.write_text(base + '\n[webhooks.ses]\ntopics = ["not-an-arn"]\n', encoding="utf-8")
     with pytest.raises(ConfigError, match="webhooks.ses.topics"):
         load_settings(toml, env={})

@@ -1,6 +1,6 @@
 """The ``brief`` command: a thin shell that parses, calls plain functions, prints.
 
-Subcommands live in small ``cli_*`` modules and are imported only when run,
+Subcommands live in the small modules beside this one and are imported only when run,
 so ``brief --help`` stays fast. Every ``BriefError`` is caught here, once,
 and printed as one line (a line per problem for content) with its exit code.
 """
@@ -139,10 +139,12 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from pipeline.providers import provider_factory
+    from pipeline.providers import provider_setup
 
     settings = env.settings
-    provider_factory(settings)  # registered and importable, or exit 2 naming provider.name
+    # The provider is registered and importable and its table is valid (its defaults filled
+    # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
+    provider_setup(settings)
     library = env.library()
     warnings: list[str] = []
     try:

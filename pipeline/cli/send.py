@@ -277,6 +277,20 @@ def _failure_line(f) -> str:
     return f"  {f.count} \u00d7 {f.label} ({kind})"
 
 
+def _kept_folder(settings, provider_name: str, issue_number: int):
+    """Where the sent messages are when the provider keeps them as files (the outbox);
+    asked of the provider built through the registry, like any other."""
+    from pipeline.errors import BriefError
+    from pipeline.providers import load_provider
+    from pipeline.providers.base import KeepsFiles
+
+    try:
+        provider = load_provider(settings, provider_name)
+    except BriefError:  # not buildable here (uninstalled, no secrets): it keeps no files here
+        return None
+    return provider.folder(issue_number) if isinstance(provider, KeepsFiles) else None
+
+
 def _print_report(report, settings, issue) -> None:
     click.echo(
         f"issue {issue.label} to list {report.list_name!r} through {report.provider}: "
@@ -302,10 +316,8 @@ def _print_report(report, settings, issue) -> None:
         )
     for f in report.failures:
         click.echo(_failure_line(f))
-    if report.provider == "outbox":
-        from pipeline.providers.outbox import OutboxProvider
-
-        folder = OutboxProvider(settings).folder(report.issue_number)
+    folder = _kept_folder(settings, report.provider, report.issue_number)
+    if folder is not None:
         try:
             shown = folder.relative_to(settings.root)
         except ValueError:

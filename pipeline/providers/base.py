@@ -2,27 +2,33 @@
 
 Like listmonk's messenger interface: a name, a push of prepared messages, a
 close. Providers are found through the ``brief.providers`` entry-point
-group (``pipeline.providers.registry``), built-ins included, so a third party
-adds one by installing a package.
+group (``pipeline.providers``), built-ins included, so a third party
+adds one by installing a package. A provider is built from a ``ProviderSetup``:
+its own settings table, checked against the schema it declares, and the secrets
+it declares, never from the whole of the settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
-
-from pipeline.config import Settings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 # The mail contract lives in pipeline.mail; providers import it from here too.
 from pipeline.mail import UNTOUCHED, Content, Fate, OutgoingMessage, Result, scrub
+from pipeline.plugins import Key, TableSchema
 
 __all__ = [
     "UNTOUCHED",
     "Content",
     "Fate",
+    "KeepsFiles",
+    "Key",
     "OutgoingMessage",
     "Provider",
     "ProviderFactory",
+    "ProviderSetup",
     "Result",
     "scrub",
 ]
@@ -52,7 +58,49 @@ class Provider(Protocol):
         """Release connections; safe to call twice."""
 
 
-class ProviderFactory(Protocol):
-    """What an entry point names: a class or callable building a provider from settings."""
+@runtime_checkable
+class KeepsFiles(Protocol):
+    """A provider that keeps each message as an ``.eml`` file (the outbox) says where."""
 
-    def __call__(self, settings: Settings) -> Provider: ...
+    def folder(self, issue_number: int) -> Path:
+        """The folder holding the files of one issue."""
+
+
+@dataclass(frozen=True)
+class ProviderSetup:
+    """What a provider is built from: its own table and secrets, and two facts about
+    the newsletter every provider may need."""
+
+    name: str
+    # [provider.<name>] checked against the provider's settings_schema, every key present.
+    table: Mapping[str, Any]
+    # Where a relative path in the table is resolved: the folder of brief.toml.
+    root: Path
+    # The newsletter's sender: the SMTP envelope, Mailgun's sending domain.
+    from_address: str
+    # The environment variables the provider declared in ``secrets``, those that are set.
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    def secret(self, name: str) -> str | None:
+        """A declared secret from the environment (None when it is not set)."""
+        return self.secrets.get(name)
+
+    @property
+    def domain(self) -> str:
+        """The sending domain: the part of from_address after the @."""
+        return self.from_address.rpartition("@")[2].lower()
+
+
+class ProviderFactory(Protocol):
+    """What an entry point names: a class (or callable) that declares its settings table
+    and the secrets it reads, and builds a provider from a ``ProviderSetup``."""
+
+    settings_schema: ClassVar[TableSchema]
+    secrets: ClassVar[tuple[str, ...]]
+
+    def __call__(self, setup: ProviderSetup) -> Provider: ...
+
+
+# Keys most providers share, declared once: a timeout must be a positive real for
+# socket.settimeout, and past an hour means nothing.
+TIMEOUT_KEY = Key((int, float), 30, bounds=(0.001, 3600))

@@ -26,10 +26,17 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from pipeline import __version__
-from pipeline.config import Settings
 from pipeline.errors import ProviderError, ProviderUnavailable
 from pipeline.mail import PLACEHOLDERS
-from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.base import (
+    TIMEOUT_KEY,
+    Fate,
+    Key,
+    OutgoingMessage,
+    ProviderSetup,
+    Result,
+    scrub,
+)
 
 USER_AGENT = f"Brief/{__version__} (newsletter pipeline; python-requests/{requests.__version__})"
 
@@ -121,21 +128,26 @@ class Split:
 Answer = list[Result] | Refused | Split
 
 
-def api_config(settings: Settings, name: str, base_url: str | None = None) -> ApiConfig:
-    """The base URL (without a trailing slash) and timeout of provider ``name``."""
-    table = settings.provider.table(name)
-    url = (base_url if base_url is not None else str(table.get("base_url", ""))).rstrip("/")
+def api_schema(base_url: str, **more: Key) -> dict[str, Key]:
+    """The settings every HTTP API provider has (its endpoint and timeout), and ``more``."""
+    return {"base_url": Key(str, base_url, url=True), "timeout": TIMEOUT_KEY, **more}
+
+
+def api_config(setup: ProviderSetup, base_url: str | None = None) -> ApiConfig:
+    """The base URL (without a trailing slash) and timeout of the provider set up."""
+    name, table = setup.name, setup.table
+    url = (base_url if base_url is not None else str(table["base_url"])).rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ProviderError(f"{name}: provider.{name}.base_url must be an http(s) URL, got {url!r}")
-    timeout = float(table.get("timeout", 30))
+    timeout = float(table["timeout"])
     if timeout <= 0:
         raise ProviderError(f"{name}: provider.{name}.timeout must be more than zero seconds")
     return ApiConfig(name, url, timeout)
 
 
-def require_secret(settings: Settings, env_name: str, provider: str) -> str:
+def require_secret(setup: ProviderSetup, env_name: str, provider: str) -> str:
     """A credential from the environment, or a ProviderError naming the variable."""
-    value = settings.secret(env_name)
+    value = setup.secret(env_name)
     if not value:
         raise ProviderError(
             f"{provider}: set the environment variable {env_name} "
@@ -310,14 +322,14 @@ class HttpProvider:
     max_batch = 1
     idempotent = False
 
-    def __init__(self, settings: Settings):
-        self.settings = settings
-        self.api = api_config(settings, self.name, self._base_url(settings))
+    def __init__(self, setup: ProviderSetup):
+        self.setup = setup
+        self.api = api_config(setup, self._base_url(setup))
         self.session: requests.Session | None = None
         self._extra_left = 0
         self._alone: dict[str, Failure] = {}  # refused alone during this push, by key
 
-    def _base_url(self, settings: Settings) -> str | None:
+    def _base_url(self, setup: ProviderSetup) -> str | None:
         """The base URL when it is not simply the table's ``base_url`` (SES by region)."""
         return None
 

@@ -18,7 +18,7 @@ import re
 import requests
 
 from pipeline.errors import ProviderError
-from pipeline.providers.base import Fate, OutgoingMessage, Result
+from pipeline.providers.base import Fate, Key, OutgoingMessage, ProviderSetup, Result
 from pipeline.providers.http import (
     KEY_FIELD,
     Answer,
@@ -26,6 +26,7 @@ from pipeline.providers.http import (
     HttpProvider,
     Refused,
     Split,
+    api_schema,
     body_json,
     compact_json,
     custom_headers,
@@ -57,12 +58,14 @@ class MailgunProvider(HttpProvider):
     name = "mailgun"
     max_batch = 1000  # "The maximum number of recipients allowed for Batch Sending is 1,000"
     idempotent = False
+    # domain: the sending domain Mailgun knows (empty: the newsletter's from_address domain)
+    settings_schema = api_schema("https://api.mailgun.net", domain=Key(str, ""))
+    secrets = (KEY_ENV,)
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self._key = require_secret(settings, KEY_ENV, self.name)
-        domain = str(settings.provider.table(self.name).get("domain") or "")
-        self.domain = domain or settings.newsletter.domain
+    def __init__(self, setup: ProviderSetup):
+        super().__init__(setup)
+        self._key = require_secret(setup, KEY_ENV, self.name)
+        self.domain = str(setup.table["domain"]) or setup.domain
 
     def _prepare(self, session: requests.Session) -> None:
         session.auth = ("api", self._key)

@@ -12,9 +12,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.private import private_dirs
-from pipeline.providers.base import OutgoingMessage, Result
+from pipeline.providers.base import Key, OutgoingMessage, ProviderSetup, Result
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -25,10 +24,13 @@ class OutboxProvider:
     name = "outbox"
     max_batch = 500
     idempotent = True
+    # dir: relative to the folder of brief.toml
+    settings_schema = {"dir": Key(str, ".brief/outbox")}
+    secrets = ()
 
-    def __init__(self, settings: Settings):
-        folder = Path(settings.provider.table("outbox").get("dir", ".brief/outbox"))
-        self.root = folder if folder.is_absolute() else settings.root / folder
+    def __init__(self, setup: ProviderSetup):
+        folder = Path(setup.table["dir"])
+        self.root = folder if folder.is_absolute() else setup.root / folder
         self._made: set[Path] = set()
 
     def folder(self, issue_number: int) -> Path:

@@ -13,13 +13,14 @@ from typing import Any
 import requests
 
 from pipeline.errors import ProviderError
-from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.base import Fate, Key, OutgoingMessage, ProviderSetup, Result, scrub
 from pipeline.providers.http import (
     KEY_FIELD,
     Answer,
     Failure,
     HttpProvider,
     Split,
+    api_schema,
     body_json,
     custom_headers,
     from_field,
@@ -52,11 +53,15 @@ class PostmarkProvider(HttpProvider):
     name = "postmark"
     max_batch = 500  # "up to 500 messages per API call, and up to 50 MB payload"
     idempotent = False  # Postmark has no idempotency key
+    settings_schema = api_schema(
+        "https://api.postmarkapp.com", message_stream=Key(str, "broadcast")
+    )
+    secrets = (TOKEN_ENV,)
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self._token = require_secret(settings, TOKEN_ENV, self.name)
-        self.message_stream = str(settings.provider.table(self.name).get("message_stream", ""))
+    def __init__(self, setup: ProviderSetup):
+        super().__init__(setup)
+        self._token = require_secret(setup, TOKEN_ENV, self.name)
+        self.message_stream = str(setup.table["message_stream"])
 
     def _prepare(self, session: requests.Session) -> None:
         session.headers["X-Postmark-Server-Token"] = self._token

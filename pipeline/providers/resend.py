@@ -27,11 +27,12 @@ from typing import Any
 import requests
 
 from pipeline.errors import ProviderError
-from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.base import Fate, Key, OutgoingMessage, ProviderSetup, Result, scrub
 from pipeline.providers.http import (
     KEY_FIELD,
     Failure,
     HttpProvider,
+    api_schema,
     body_json,
     custom_headers,
     from_field,
@@ -82,14 +83,20 @@ class ResendProvider(HttpProvider):
     # a lost answer, but after a crash the rows regroup under new keys, so rows a crash
     # left unknown are not resent without the operator's --retry-unknown.
     idempotent = False
+    settings_schema = api_schema(
+        "https://api.resend.com",
+        # A lost answer is asked again, identically, this many times before it is unknown;
+        # the waits between are retry_backoff * 2**attempt seconds.
+        retries=Key(int, 2, bounds=(0, 10)),
+        retry_backoff=Key((int, float), 0.5, bounds=(0, 60)),
+    )
+    secrets = (KEY_ENV,)
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self._key = require_secret(settings, KEY_ENV, self.name)
-        table = settings.provider.table(self.name)
-        # A lost answer is asked again this many times, identically, before it is UNKNOWN.
-        self.retries = int(table.get("retries", 2))
-        self.retry_backoff = float(table.get("retry_backoff", 0.5))
+    def __init__(self, setup: ProviderSetup):
+        super().__init__(setup)
+        self._key = require_secret(setup, KEY_ENV, self.name)
+        self.retries = int(setup.table["retries"])
+        self.retry_backoff = float(setup.table["retry_backoff"])
         if self.retries < 0 or self.retry_backoff < 0:
             raise ProviderError(
                 "resend: provider.resend.retries and provider.resend.retry_backoff "

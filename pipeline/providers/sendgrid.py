@@ -20,7 +20,7 @@ from typing import Any
 import requests
 
 from pipeline.errors import ProviderError
-from pipeline.providers.base import Fate, OutgoingMessage, Result
+from pipeline.providers.base import Fate, OutgoingMessage, ProviderSetup, Result
 from pipeline.providers.http import (
     KEY_FIELD,
     Answer,
@@ -28,6 +28,7 @@ from pipeline.providers.http import (
     HttpProvider,
     Refused,
     Split,
+    api_schema,
     body_json,
     custom_headers,
     html_value,
@@ -57,10 +58,12 @@ class SendGridProvider(HttpProvider):
     name = "sendgrid"
     max_batch = 1000  # "a maximum of 1000 personalizations per request"
     idempotent = False  # Mail Send has no idempotency key
+    settings_schema = api_schema("https://api.sendgrid.com")
+    secrets = (KEY_ENV,)
 
-    def __init__(self, settings):
-        super().__init__(settings)
-        self._key = require_secret(settings, KEY_ENV, self.name)
+    def __init__(self, setup: ProviderSetup):
+        super().__init__(setup)
+        self._key = require_secret(setup, KEY_ENV, self.name)
 
     def _prepare(self, session: requests.Session) -> None:
         session.headers["Authorization"] = f"Bearer {self._key}"

@@ -26,10 +26,11 @@ from urllib.parse import parse_qsl, quote, urlsplit
 import requests
 
 from pipeline.errors import ProviderError, ProviderUnavailable
-from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.base import Fate, Key, OutgoingMessage, ProviderSetup, Result, scrub
 from pipeline.providers.http import (
     Failure,
     HttpProvider,
+    api_schema,
     body_json,
     detail,
     is_transient_status,
@@ -181,19 +182,21 @@ class SesProvider(HttpProvider):
     max_batch = 50
     idempotent = False
 
-    def __init__(self, settings, clock: Callable[[], datetime] | None = None):
-        table = settings.provider.table("ses")
-        self.region = str(table.get("region") or "us-east-1")
-        super().__init__(settings)
-        self.configuration_set = str(table.get("configuration_set") or "")
-        self._access_key = require_secret(settings, ACCESS_KEY_ENV, self.name)
-        self._secret_key = require_secret(settings, SECRET_KEY_ENV, self.name)
-        self._session_token = settings.secret(SESSION_TOKEN_ENV) or None
+    # base_url empty: the region's endpoint, email.<region>.amazonaws.com
+    settings_schema = api_schema("", region=Key(str, "us-east-1"), configuration_set=Key(str, ""))
+    secrets = (ACCESS_KEY_ENV, SECRET_KEY_ENV, SESSION_TOKEN_ENV)
+
+    def __init__(self, setup: ProviderSetup, clock: Callable[[], datetime] | None = None):
+        self.region = str(setup.table["region"] or "us-east-1")
+        super().__init__(setup)
+        self.configuration_set = str(setup.table["configuration_set"])
+        self._access_key = require_secret(setup, ACCESS_KEY_ENV, self.name)
+        self._secret_key = require_secret(setup, SECRET_KEY_ENV, self.name)
+        self._session_token = setup.secret(SESSION_TOKEN_ENV) or None
         self._clock = clock or (lambda: datetime.now(UTC))
 
-    def _base_url(self, settings) -> str:
-        base = str(settings.provider.table("ses").get("base_url") or "")
-        return base or f"https://email.{self.region}.amazonaws.com"
+    def _base_url(self, setup: ProviderSetup) -> str:
+        return str(setup.table["base_url"]) or f"https://email.{self.region}.amazonaws.com"
 
     def request_body(self, m: OutgoingMessage) -> bytes:
         """The SendEmail JSON for one message."""

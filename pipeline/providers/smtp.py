@@ -25,9 +25,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import Settings
 from pipeline.errors import ConfigError, ProviderError, ProviderUnavailable
-from pipeline.providers.base import Fate, OutgoingMessage, Result, scrub
+from pipeline.providers.base import (
+    TIMEOUT_KEY,
+    Fate,
+    Key,
+    OutgoingMessage,
+    ProviderSetup,
+    Result,
+    scrub,
+)
 
 _NO_MAILBOX = re.compile(
     r"\b5\.1\.(1|10|2|6)\b|no such (user|mailbox|recipient)|user unknown|unknown user|"
@@ -170,21 +177,32 @@ class SmtpProvider:
     # leaves at most one message per connection in doubt.
     max_batch = 1
     idempotent = False
-
-    def __init__(self, settings: Settings):
-        t = settings.provider.table("smtp")
-        self.host = str(t.get("host", "127.0.0.1"))
-        self.port = int(t.get("port", 587))
-        self.tls = str(t.get("tls", "starttls"))
-        self.username = str(t.get("username", ""))
-        self.timeout = float(t.get("timeout", 30))
+    settings_schema = {
+        "host": Key(str, "127.0.0.1"),
+        "port": Key(int, 587, bounds=(1, 65535)),
+        "tls": Key(str, "starttls", choices=("starttls", "implicit", "none")),
+        "username": Key(str, ""),
+        "timeout": TIMEOUT_KEY,
         # Servers close connections idle for a while (Postfix: smtpd_timeout, 300 s; many
         # relays far less); past this many seconds a NOOP checks one before it is reused.
-        self.idle_limit = float(t.get("idle_limit", 10))
-        self.local_hostname = str(t.get("local_hostname", "")) or None
-        self.password = settings.secret("BRIEF_SMTP_PASSWORD")
-        self.ssl_context = _tls_context(str(t.get("ca_file", "")), settings.root)
-        self.envelope_from = settings.newsletter.from_address
+        "idle_limit": Key((int, float), 10),
+        "local_hostname": Key(str, ""),
+        "ca_file": Key(str, ""),  # a PEM CA bundle to trust instead of the system's
+    }
+    secrets = ("BRIEF_SMTP_PASSWORD",)
+
+    def __init__(self, setup: ProviderSetup):
+        t = setup.table
+        self.host = str(t["host"])
+        self.port = int(t["port"])
+        self.tls = str(t["tls"])
+        self.username = str(t["username"])
+        self.timeout = float(t["timeout"])
+        self.idle_limit = float(t["idle_limit"])
+        self.local_hostname = str(t["local_hostname"]) or None
+        self.password = setup.secret("BRIEF_SMTP_PASSWORD")
+        self.ssl_context = _tls_context(str(t["ca_file"]), setup.root)
+        self.envelope_from = setup.from_address
         if self.tls == "none" and not _is_loopback(self.host):
             raise ConfigError(
                 f"provider.smtp.tls: 'none' is allowed only for a loopback host, not {self.host!r} "

@@ -34,18 +34,13 @@ from pipeline.render.site import pages
 from pipeline.render.templating import environment, render_template
 from pipeline.store.rate_hits import allow
 from pipeline.web.security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
-from pipeline.webhooks import mailgun, postmark, resend, sendgrid, ses
 from pipeline.webhooks.apply import apply_events, remember_token
 from pipeline.webhooks.common import BadPayload, Unverified, clean_text
+from pipeline.webhooks.registry import Verifiers, WebhookCall
+from pipeline.webhooks.ses import SesVerifier, SnsTrust
 
 log = logging.getLogger("brief.web")
 
-WEBHOOKS: dict[str, Callable[..., Any]] = {
-    "postmark": postmark.verify,
-    "sendgrid": sendgrid.verify,
-    "mailgun": mailgun.verify,
-    "resend": resend.verify,
-}
 NO_STORE = {"cache-control": "no-store"}
 # The queue is drained at once when a request adds to it, and at least this often anyway
 # (retries come due on their own).
@@ -65,7 +60,7 @@ class _State:
     settings: Settings
     engine: Engine
     now: Callable[[], datetime]
-    sns: ses.SnsTrust
+    verifiers: Verifiers
     load_library: Callable[[], Library]
     _library: Library | None = None
     _stamp: tuple = field(default_factory=tuple)
@@ -117,7 +112,7 @@ def create_app(
     engine: Engine | None = None,
     load_library: Callable[[], Library] | None = None,
     now: Callable[[], datetime] | None = None,
-    sns_trust: ses.SnsTrust | None = None,
+    sns_trust: SnsTrust | None = None,
 ) -> Starlette:
     """Build the public ASGI app.
 
@@ -132,7 +127,8 @@ def create_app(
         settings=settings,
         engine=engine,
         now=now or (lambda: datetime.now(UTC)),
-        sns=sns_trust or ses.SnsTrust(),
+        # Webhook verifiers are looked up by name in the brief.webhooks registry.
+        verifiers=Verifiers(settings, {"ses": SesVerifier(sns_trust)} if sns_trust else {}),
         load_library=load_library or _default_loader(settings),
     )
     env = environment(settings)
@@ -436,24 +432,17 @@ def create_app(
 
     async def webhook(request: Request) -> Response:
         provider = request.path_params["provider"]
-        body = await request.body()
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        when = state.now()
+        verifier = await run_in_threadpool(state.verifiers.get, provider)
+        if verifier is None:
+            return JSONResponse({"error": "unknown provider"}, status_code=404)
+        call = WebhookCall(
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.body(),
+            now=state.now(),
+            remember=partial(remember_token, engine, provider),
+        )
         try:
-            if provider == "ses":
-                outcome = await run_in_threadpool(
-                    ses.verify, settings, headers, body, when, state.sns
-                )
-                events = outcome.events
-            elif provider == "mailgun":
-                remember = partial(remember_token, engine, "mailgun")
-                events = await run_in_threadpool(
-                    mailgun.verify, settings, headers, body, when, remember
-                )
-            elif provider in WEBHOOKS:
-                events = await run_in_threadpool(WEBHOOKS[provider], settings, headers, body, when)
-            else:
-                return JSONResponse({"error": "unknown provider"}, status_code=404)
+            events = await run_in_threadpool(verifier.verify, call)
         except Unverified as exc:
             # One line, for the operator setting a webhook up; never the body.
             log.warning("%s webhook unverified: %s", provider, exc)

@@ -11,8 +11,9 @@ import hashlib
 import hmac
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
-from pipeline.config import Settings
+from pipeline.plugins import TableSchema
 from pipeline.webhooks.common import (
     BadPayload,
     Event,
@@ -22,20 +23,31 @@ from pipeline.webhooks.common import (
     scrub,
     unix_time,
 )
+from pipeline.webhooks.registry import WebhookCall
 
 NAME = "mailgun"
 
 
-def verify(
-    settings: Settings,
-    headers: Mapping[str, str],
-    body: bytes,
-    now: datetime,
-    remember: Callable[[str], bool] | None = None,
+KEY_ENV = "BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY"
+
+
+class MailgunVerifier:
+    """``/webhooks/mailgun``: the signature block in the body, used once, then the event."""
+
+    settings_schema: TableSchema = {}
+    secrets = (KEY_ENV,)
+
+    def verify(
+        self, call: WebhookCall, table: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> list[Event]:
+        """Check the body's signature block, its age and that its token is new (through
+        ``call.remember``), then read the event."""
+        return _verify(call.body, call.now, call.remember, secrets.get(KEY_ENV))
+
+
+def _verify(
+    body: bytes, now: datetime, remember: Callable[[str], bool], key: str | None
 ) -> list[Event]:
-    """Check the body's signature block, its age and that its token is new, then read
-    the event. ``remember(token)`` records a token and says whether it was unused."""
-    key = settings.secret("BRIEF_MAILGUN_WEBHOOK_SIGNING_KEY")
     if not key:
         raise Unverified("the Mailgun signing key is not configured")
     try:
@@ -53,7 +65,7 @@ def verify(
         raise Unverified("bad signature")
     check_fresh(unix_time(timestamp), now)
     # The signature does not cover event-data: a token used once must never be used again.
-    if remember is not None and not remember(token):
+    if not remember(token):
         raise Unverified("this signature token was already used")
     event = data.get("event-data")
     if not isinstance(event, dict):

@@ -12,21 +12,36 @@ import base64
 import binascii
 import hmac
 from collections.abc import Mapping
-from datetime import datetime
+from typing import Any
 
-from pipeline.config import Settings
+from pipeline.plugins import TableSchema
 from pipeline.webhooks.common import BadPayload, Event, Unverified, load_json, scrub
+from pipeline.webhooks.registry import WebhookCall
 
 NAME = "postmark"
 HARD = frozenset({"HardBounce", "BadEmailAddress"})
 
 
-def verify(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
-) -> list[Event]:
-    """Check the basic-auth credentials, then read one bounce or complaint record."""
-    user = settings.secret("BRIEF_POSTMARK_WEBHOOK_USER")
-    password = settings.secret("BRIEF_POSTMARK_WEBHOOK_PASSWORD")
+USER_ENV = "BRIEF_POSTMARK_WEBHOOK_USER"
+PASSWORD_ENV = "BRIEF_POSTMARK_WEBHOOK_PASSWORD"
+
+
+class PostmarkVerifier:
+    """``/webhooks/postmark``: basic auth, then Postmark's bounce record."""
+
+    settings_schema: TableSchema = {}
+    secrets = (USER_ENV, PASSWORD_ENV)
+
+    def verify(
+        self, call: WebhookCall, table: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> list[Event]:
+        """Check the basic-auth credentials, then read one bounce or complaint record."""
+        return _verify(call.headers, call.body, secrets)
+
+
+def _verify(headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str]) -> list[Event]:
+    user = secrets.get(USER_ENV)
+    password = secrets.get(PASSWORD_ENV)
     if not user or not password:
         raise Unverified("Postmark webhook credentials are not configured")
     scheme, _, value = headers.get("authorization", "").partition(" ")

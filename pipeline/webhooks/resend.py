@@ -13,8 +13,9 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from pipeline.config import Settings
+from pipeline.plugins import TableSchema
 from pipeline.webhooks.common import (
     BadPayload,
     Event,
@@ -24,6 +25,7 @@ from pipeline.webhooks.common import (
     scrub,
     unix_time,
 )
+from pipeline.webhooks.registry import WebhookCall
 
 NAME = "resend"
 
@@ -42,11 +44,25 @@ def sign(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 
-def verify(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+SECRET_ENV = "BRIEF_RESEND_WEBHOOK_SECRET"
+
+
+class ResendVerifier:
+    """``/webhooks/resend``: the Svix signature Resend sends, then its event."""
+
+    settings_schema: TableSchema = {}
+    secrets = (SECRET_ENV,)
+
+    def verify(
+        self, call: WebhookCall, table: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> list[Event]:
+        """Check one of the ``v1`` signatures and the timestamp, then read the event."""
+        return _verify(call.headers, call.body, call.now, secrets.get(SECRET_ENV))
+
+
+def _verify(
+    headers: Mapping[str, str], body: bytes, now: datetime, secret: str | None
 ) -> list[Event]:
-    """Check one of the ``v1`` signatures and the timestamp, then read the event."""
-    secret = settings.secret("BRIEF_RESEND_WEBHOOK_SECRET")
     if not secret:
         raise Unverified("the Resend webhook secret is not configured")
     msg_id = headers.get("svix-id", "")

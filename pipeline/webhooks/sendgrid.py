@@ -12,12 +12,13 @@ import base64
 import binascii
 from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from pipeline.config import Settings
+from pipeline.plugins import TableSchema
 from pipeline.webhooks.common import (
     BadPayload,
     Event,
@@ -27,6 +28,7 @@ from pipeline.webhooks.common import (
     scrub,
     unix_time,
 )
+from pipeline.webhooks.registry import WebhookCall
 
 NAME = "sendgrid"
 # SendGrid's documented drop reasons that mean the reader cannot or must not be mailed
@@ -55,11 +57,25 @@ def _public_key(text: str) -> ec.EllipticCurvePublicKey:
     return key
 
 
-def verify(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime
+KEY_ENV = "BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY"
+
+
+class SendGridVerifier:
+    """``/webhooks/sendgrid``: the Signed Event Webhook's ECDSA signature, then its events."""
+
+    settings_schema: TableSchema = {}
+    secrets = (KEY_ENV,)
+
+    def verify(
+        self, call: WebhookCall, table: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> list[Event]:
+        """Check the ECDSA signature and timestamp, then read the batch of events."""
+        return _verify(call.headers, call.body, call.now, secrets.get(KEY_ENV))
+
+
+def _verify(
+    headers: Mapping[str, str], body: bytes, now: datetime, text: str | None
 ) -> list[Event]:
-    """Check the ECDSA signature and timestamp, then read the batch of events."""
-    text = settings.secret("BRIEF_SENDGRID_WEBHOOK_PUBLIC_KEY")
     if not text:
         raise Unverified("the SendGrid verification key is not configured")
     given, timestamp = headers.get(SIGNATURE, ""), headers.get(TIMESTAMP, "")

@@ -20,14 +20,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.plugins import Key, TableSchema
 from pipeline.webhooks.common import BadPayload, Event, Unverified, check_fresh, load_json, scrub
+from pipeline.webhooks.registry import WebhookCall
 
 NAME = "ses"
 # Real SNS: HTTPS, an sns.<region>.amazonaws.com host (or .com.cn), a .pem path.
@@ -133,10 +136,43 @@ class SnsOutcome:
     confirmed_subscription: bool = False
 
 
-def verify(
-    settings: Settings, headers: Mapping[str, str], body: bytes, now: datetime, trust: SnsTrust
-) -> SnsOutcome:
-    """Check the SNS signature and age; confirm a subscription or read SES events."""
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_.-]{1,256}")
+
+
+def topic_arns(key: str, values: list | tuple) -> tuple[str, ...]:
+    """``[webhooks.ses] topics``: each an SNS topic ARN, or a ConfigError naming the key."""
+    for value in values:
+        if not isinstance(value, str) or not _TOPIC_ARN.fullmatch(value):
+            raise ConfigError(
+                f"{key}: {value!r} is not an SNS topic ARN like "
+                "arn:aws:sns:us-east-1:123456789012:ses-bounces"
+            )
+    return tuple(values)
+
+
+class SesVerifier:
+    """``/webhooks/ses``: SNS's signature, from one of ``[webhooks.ses] topics``.
+
+    One instance per app keeps ``trust``'s certificate cache; tests hand one with a
+    loopback trust to ``create_app``, never through settings.
+    """
+
+    # topics: the only SNS TopicArns whose messages are confirmed or applied (none: none)
+    settings_schema: TableSchema = {"topics": Key(list, (), check=topic_arns)}
+    secrets: tuple[str, ...] = ()
+
+    def __init__(self, trust: SnsTrust | None = None):
+        self.trust = trust or SnsTrust()
+
+    def verify(
+        self, call: WebhookCall, table: Mapping[str, Any], secrets: Mapping[str, str]
+    ) -> list[Event]:
+        """Check the SNS signature and age; confirm a subscription or read SES events."""
+        outcome = _verify(tuple(table["topics"]), call.body, call.now, self.trust)
+        return outcome.events
+
+
+def _verify(topics: tuple[str, ...], body: bytes, now: datetime, trust: SnsTrust) -> SnsOutcome:
     try:
         message = load_json(body)
     except BadPayload:
@@ -145,7 +181,7 @@ def verify(
         isinstance(message.get(k), str) for k in ("Type", "MessageId", "Timestamp", "Message")
     ):
         raise Unverified("not an SNS message")
-    if message.get("TopicArn") not in settings.web.ses_topics:
+    if message.get("TopicArn") not in topics:
         # Before the certificate: an unknown topic costs us no outbound fetch at all.
         raise Unverified("the SNS topic is not one of webhooks.ses.topics")
     # The cheap checks first: a stale or malformed message costs no certificate fetch.
