@@ -8,6 +8,7 @@ Sources for the other tools' headers are listed in tests/imports/SOURCES.md.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -229,6 +230,9 @@ SHAPES = (
 GENERIC = Shape("generic", frozenset(), _GENERIC)
 
 
+_MULTI = frozenset({Field.ATTRIBUTE, Field.ATTRIBUTES, Field.TAGS, Field.IGNORE})
+
+
 @dataclass(frozen=True)
 class Layout:
     """Which field each column of a file holds, and the shape that said so."""
@@ -237,9 +241,19 @@ class Layout:
     fields: tuple[tuple[int, Field, str], ...]  # (column, field, header as written)
     width: int
 
-    def first(self, field: Field) -> int | None:
-        """The column holding ``field``, or None."""
-        return next((i for i, f, _ in self.fields if f is field), None)
+    @functools.cached_property
+    def singles(self) -> tuple[tuple[Field, int], ...]:
+        """(field, column) of the single-valued fields, the first column of each."""
+        seen: dict[Field, int] = {}
+        for i, f, _ in self.fields:
+            if f not in _MULTI:
+                seen.setdefault(f, i)
+        return tuple(seen.items())
+
+    @functools.cached_property
+    def has_attributes(self) -> bool:
+        """Whether any column feeds the attributes."""
+        return any(f in _MULTI and f is not Field.IGNORE for _, f, _ in self.fields)
 
 
 def parse_map(pairs: Mapping[str, str] | None) -> dict[str, Field]:
