@@ -97,7 +97,7 @@ def _every_state(store) -> None:
     add_subscriber(store, "dora@example.org", confirmed=True, source="fair")
     unsubscribe_by_address(store, "dora@example.org")  # left everything: suppressed
     add_subscriber(store, "eve@example.org", confirmed=True, source="fair")
-    suppress(store, "eve@example.org", "complaint", "provider webhook")
+    suppress(store, "eve@example.org", "complaint", "=provider webhook")  # formula-like
     add_subscriber(store, "fay@example.org", confirmed=True, source="fair")
     forget(store, "fay@example.org")  # erased: only a hash stays
     forget(store, "never-here@example.org")  # an address erased before it came
@@ -275,6 +275,11 @@ def test_lists_named_in_the_file_are_created_and_reported(store, write_csv):
     assert show(store, "ann@example.org").memberships[0].list_name == "book-club"
     report = import_csv(store, write_csv("email,list\nbob@example.org,Not A Slug\n"))
     assert report.invalid == 1 and "list name" in report.invalid_rows[0][1]
+
+
+def test_a_missing_default_list_refuses_the_file(store, write_csv):
+    with pytest.raises(ImportRefused, match="no list named 'weekly'"):
+        import_csv(store, write_csv("email\nann@example.org\n"), default_list="weekly")
 
 
 def test_explicit_list_wins_over_the_files_list_column(store, write_csv):

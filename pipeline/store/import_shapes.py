@@ -122,6 +122,8 @@ _GENERIC = {
     "consent_source": Field.CONSENT_SOURCE,
     "consent_at": Field.CONSENT_AT,
     "subscribed_at": Field.CONSENT_AT,
+    "created_at": Field.CONSENT_AT,
+    "signup_date": Field.CONSENT_AT,
     "confirmed_at": Field.CONFIRMED_AT,
     "unsubscribed_at": Field.UNSUBSCRIBED_AT,
     "attributes": Field.ATTRIBUTES,
@@ -355,7 +357,9 @@ def read_status(cells: Mapping[Field, str]) -> RowStatus:
     word = cells.get(Field.STATUS, "").strip().lower()
     if word:
         if word not in STATUS_WORDS:
-            raise StoreError(f"unknown status {word!r}; refused (use --map status=ignore)")
+            raise StoreError(
+                f"unknown status {word!r}; refused (--map COLUMN=ignore imports without it)"
+            )
         status = STATUS_WORDS[word]
     if cells.get(Field.EMAILS_OFF, "").strip().lower() == "true":
         status = _safer(status, RowStatus.UNSUBSCRIBED)

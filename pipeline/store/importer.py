@@ -242,9 +242,12 @@ class _Lists:
         if key in self.ids:
             return self.ids[key]
         if key is None:
-            self.ids[None], _ = list_for_write(
-                self.conn, self.plan.list_name or self.plan.default_list
-            )
+            try:
+                self.ids[None], _ = list_for_write(
+                    self.conn, self.plan.list_name or self.plan.default_list
+                )
+            except StoreError as exc:
+                raise ImportRefused(f"{exc}; nothing was imported") from None
             return self.ids[None]
         check_list_name(key)
         found = list_id_conn(self.conn, key, missing_ok=True)
@@ -421,6 +424,8 @@ def _stage_rows(
             row = [restore(cell) for cell in row]  # undo an export's formula quoting
             try:
                 record = _staged(row, plan, lists_, report)
+            except ImportRefused:
+                raise  # the file as a whole, not this row
             except StoreError as exc:
                 report.invalid += 1
                 if len(report.invalid_rows) < MAX_LISTED_INVALID:
@@ -560,7 +565,7 @@ def _stage_suppressions(conn: Connection, path: str | Path) -> None:
                 line = reader.line_num
                 if len(row) != len(SUPPRESSIONS_HEADER):
                     raise ImportRefused(f"{path} line {line}: expected 4 fields, found {len(row)}")
-                hashed, reason, source, created = (c.strip() for c in row)
+                hashed, reason, source, created = (restore(c).strip() for c in row)
                 when = parse_time(created)
                 if not _HASH.fullmatch(hashed):
                     raise ImportRefused(f"{path} line {line}: not an address hash: {hashed[:80]!r}")
