@@ -277,6 +277,18 @@ def test_lists_named_in_the_file_are_created_and_reported(store, write_csv):
     assert report.invalid == 1 and "list name" in report.invalid_rows[0][1]
 
 
+def test_a_file_naming_too_many_new_lists_is_refused(store, write_csv):
+    rows = "".join(f"p{i}@example.org,list-{i}\n" for i in range(101))
+    with pytest.raises(ImportRefused, match="more than 100 lists"):
+        import_csv(store, write_csv("email,list\n" + rows))
+    assert lists_of(store) == []
+
+
+def lists_of(store) -> list[str]:
+    with store.connect() as conn:
+        return sorted(conn.execute(sa.select(lists.c.name)).scalars())
+
+
 def test_a_missing_default_list_refuses_the_file(store, write_csv):
     with pytest.raises(ImportRefused, match="no list named 'weekly'"):
         import_csv(store, write_csv("email\nann@example.org\n"), default_list="weekly")

@@ -82,6 +82,8 @@ UPDATE_BATCH = 5_000
 IMPORT_CACHE_KB = 65_536  # SQLite page cache while importing: 64 MiB
 DELIMITERS = ",;\t|"
 SNIFF_LINES = 50
+SNIFF_CHARS = 65_536  # the Sniffer's regular expressions get slow on huge samples
+MAX_NEW_LISTS = 100  # lists one file may create: a typo'd column must not make thousands
 _HASH = re.compile(r"[0-9a-f]{64}")
 _SUPPRESS_FOR = {
     RowStatus.BOUNCED: "hard_bounce",
@@ -252,6 +254,11 @@ class _Lists:
         check_list_name(key)
         found = list_id_conn(self.conn, key, missing_ok=True)
         if found is None:
+            if len(self.report.lists_created) >= MAX_NEW_LISTS:
+                raise ImportRefused(
+                    f"the file names more than {MAX_NEW_LISTS} lists that do not exist; "
+                    "create them first or check the list column; nothing was imported"
+                )
             found = self.conn.execute(
                 lists.insert()
                 .values(name=key, description="", created_at=self.plan.now)
@@ -364,7 +371,8 @@ def _reader(
     if not head:
         raise ImportRefused(f"{path} is empty: expected a header row with an 'email' column")
     try:
-        sniffed = csv.Sniffer().sniff("".join(head), delimiters=DELIMITERS).delimiter
+        sample = "".join(head)[:SNIFF_CHARS]
+        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:
         sniffed = ","
     first_header: list[str] = []
