@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import itertools
 import json
 import re
@@ -180,14 +181,16 @@ _TIME_COLUMNS = frozenset({"consent_at", "confirmed_at", "unsubscribed_at"})
 
 @dataclass(frozen=True)
 class _Plan:
-    """How each row becomes a staged membership (the file's layout plus the options)."""
+    """How each row becomes a staged membership: the import's options; ``lay`` (the
+    file's layout) is filled in once the header row is read."""
 
-    lay: Layout
     confirmed: bool
     source: str
     now: datetime
     list_name: str | None  # given explicitly: every row goes there
     default_list: str | None
+    mapping: Mapping[str, str] | None
+    lay: Layout | None = None
 
 
 def _cells(row: list[str], lay: Layout) -> dict[Field, str]:
@@ -288,7 +291,9 @@ _TIME_FIELDS = (Field.CONSENT_AT, Field.CONFIRMED_AT, Field.UNSUBSCRIBED_AT)
 
 def _staged(row: list[str], plan: _Plan, lists_: _Lists, report: ImportReport) -> tuple[Any, ...]:
     """One row as a stage record (without the line number); ``StoreError`` refuses it."""
-    cells = _cells(row, plan.lay)
+    lay = plan.lay
+    assert lay is not None  # set by _stage_rows before any row
+    cells = _cells(row, lay)
     address = normalise_email(cells[Field.EMAIL])
     if address.endswith(_DELETION_REQUEST):
         raise StoreError("a Substack deletion request (the reader asked to be deleted)")
@@ -320,7 +325,7 @@ def _staged(row: list[str], plan: _Plan, lists_: _Lists, report: ImportReport) -
         address,
         hash_normalised(address),
         _name(cells),
-        _attributes(row, plan.lay),
+        _attributes(row, lay),
         new_token_key(),
         lists_.id_for(cells.get(Field.LIST, "")),
         status,
@@ -406,15 +411,15 @@ def _stage_rows(
     handle: IO[bytes],
     report: ImportReport,
     path: str | Path,
-    plan_for: Any,
+    options: _Plan,
 ) -> None:
     """Read, validate and stage every row; malformed files raise ``ImportRefused``."""
     lines = _decoded(handle, path)
     reader: Any = None
     try:
-        reader, lay, delimiter = _reader(lines, path, plan_for.mapping)
+        reader, lay, delimiter = _reader(lines, path, options.mapping)
         report.mapping, report.delimiter = lay.mapping, delimiter
-        plan: _Plan = plan_for.plan(lay)
+        plan = dataclasses.replace(options, lay=lay)
         lists_ = _Lists(conn, plan, report)
         batch: list[tuple[Any, ...]] = []
         previous = reader.line_num
@@ -485,19 +490,6 @@ def _flush(conn: Connection, batch: list[tuple[Any, ...]]) -> None:
         )
 
 
-@dataclass(frozen=True)
-class _PlanFor:
-    mapping: Mapping[str, str] | None
-    confirmed: bool
-    source: str
-    now: datetime
-    list_name: str | None
-    default_list: str | None
-
-    def plan(self, lay: Layout) -> _Plan:
-        return _Plan(lay, self.confirmed, self.source, self.now, self.list_name, self.default_list)
-
-
 def suppressions_beside(path: str | Path) -> Path:
     """Where an export to ``path`` puts its suppressions: ``all.csv`` → ``all.suppressions.csv``."""
     p = Path(path)
@@ -532,7 +524,7 @@ def import_csv(
     src = clean_source(source, f"import:{Path(path).name}")
     report = ImportReport()
     now = utcnow()
-    plan_for = _PlanFor(mapping, confirmed, src, now, list_name, default_list)
+    options = _Plan(confirmed, src, now, list_name, default_list, mapping)
     with _open_csv(path) as handle, transaction(engine) as conn:
         if list_name is not None:
             list_for_write(conn, list_name)  # an unknown --list is refused up front
@@ -543,7 +535,7 @@ def import_csv(
         suppress_stage.create(conn)
         if suppressions is not None:
             _stage_suppressions(conn, suppressions)
-        _stage_rows(conn, handle, report, path, plan_for)
+        _stage_rows(conn, handle, report, path, options)
         conn.exec_driver_sql(_STAGE_INDEX)
         if conn.dialect.name == "postgresql":
             # A temporary table has no statistics until analysed: without them the
