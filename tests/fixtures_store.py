@@ -100,9 +100,34 @@ def pg_template() -> Iterator[tuple[str, str]]:
 @pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path: Path) -> Iterator[str]:
     """A database URL for an empty store, migrated to head, on each backend."""
-    if request.param == "sqlite":
+    with _empty_store_url(request, request.param, tmp_path / "store") as url:
+        yield url
+
+
+@pytest.fixture
+def second_store_url(request, store_url: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty, migrated store on the same backend as ``store_url`` (the target of
+    a move)."""
+    backend = "sqlite" if store_url.startswith("sqlite") else "postgresql"
+    with _empty_store_url(request, backend, tmp_path / "second") as url:
+        yield url
+
+
+@pytest.fixture
+def second_store(second_store_url: str):
+    """An opened second store (see ``second_store_url``)."""
+    from pipeline.store import open_store
+
+    engine = open_store(second_store_url)
+    yield engine
+    engine.dispose()
+
+
+@contextmanager
+def _empty_store_url(request, backend: str, folder: Path) -> Iterator[str]:
+    if backend == "sqlite":
         template = request.getfixturevalue("sqlite_template")
-        path = copy_sqlite_template(template, tmp_path / "store" / "brief.db")
+        path = copy_sqlite_template(template, folder / "brief.db")
         yield f"sqlite:///{path}"
         return
     admin_url, template_name = request.getfixturevalue("pg_template")

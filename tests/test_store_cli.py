@@ -37,7 +37,7 @@ def test_import_prints_the_report_and_list_outputs_json_and_csv(brief, project):
     path.write_text("email,name\nann@example.org,Ann\nbad,\nann@example.org,Ann\n", "utf-8")
     out = brief("subscribers", "import", str(path), "--confirmed", "--source", "sheet")
     assert out.code == 0, out.err
-    assert "imported 1" in out.out and "duplicates 1" in out.out and "line 3" in out.out
+    assert "imported 1" in out.out and "duplicates in the file 1" in out.out and "line 3" in out.out
     listed = json.loads(brief("subscribers", "list", "--json").out)
     assert [(r["email"], r["status"]) for r in listed] == [("ann@example.org", "confirmed")]
     rows = list(csv.DictReader(io.StringIO(brief("subscribers", "list", "--csv").out)))

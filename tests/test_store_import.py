@@ -26,7 +26,7 @@ MIXED = (
     "ANN@example.org,Ann again,Rome\n"  # line 4: duplicate of line 2 within the file
     "not-an-address,Nobody,\n"  # line 5: invalid
     "carl@example.org,Carl,Oslo\n"  # line 6: already on the list, name changes -> updated
-    "dora@example.org,Dora,\n"  # line 7: already on the list, nothing new -> duplicate
+    "dora@example.org,Dora,\n"  # line 7: already on the list, nothing new
     "eve@example.org,Eve,\n"  # line 8: suppressed (complaint)
     "fay@example.org,Fay,\n"  # line 9: unsubscribed from this list
     '"gus@example.org","Gus\r\nBcc: x@example.org",\n'  # line 10: header injection in name
@@ -46,7 +46,8 @@ def test_import_report_counts_each_outcome(store, write_csv):
     _prepare(store)
     report = import_csv(store, write_csv(MIXED), confirmed=True, source="signup sheet")
     assert (report.rows, report.imported, report.updated) == (9, 2, 1)
-    assert (report.duplicates, report.invalid, report.suppressed) == (2, 2, 2)
+    assert (report.duplicates, report.already_on_list) == (1, 1)  # ann twice; dora known
+    assert (report.invalid, report.suppressed) == (2, 2)
     assert [line for line, _ in report.invalid_rows] == [5, 10]
     assert "@-sign" in report.invalid_rows[0][1]
     assert "line break" in report.invalid_rows[1][1]
@@ -69,7 +70,8 @@ def test_reimporting_the_same_file_changes_nothing(store, write_csv):
     path = write_csv("email,name\nann@example.org,Ann\nbob@example.org,Bob\n")
     import_csv(store, path, confirmed=True, source="sheet")
     again = import_csv(store, path, confirmed=True, source="sheet")
-    assert (again.imported, again.updated, again.duplicates) == (0, 0, 2)
+    assert (again.imported, again.updated, again.already_on_list) == (0, 0, 2)
+    assert again.duplicates == 0  # none within the file
 
 
 def test_reimport_after_forget_stays_suppressed(store, write_csv):
@@ -86,7 +88,7 @@ def test_import_never_confirms_a_pending_resubscription(store, write_csv):
     unsubscribe_by_address(store, "ann@example.org", list_name="main")
     add_subscriber(store, "ann@example.org")  # pending: waiting for her own click
     report = import_csv(store, write_csv("email\nann@example.org\n"), confirmed=True, source="x")
-    assert report.duplicates == 1
+    assert report.already_on_list == 1
     assert audience_count(store, "main") == 0
 
 
@@ -167,7 +169,7 @@ def test_export_round_trips_through_import(store, write_csv, tmp_path):
     assert text.splitlines()[0].startswith("email,name,list,status")
     forget(store, "bob@example.org")
     report = import_csv(store, write_csv(text), confirmed=True, source="restore")
-    assert (report.duplicates, report.suppressed, report.imported) == (1, 1, 0)
+    assert (report.already_on_list, report.suppressed, report.imported) == (1, 1, 0)
     assert show(store, "ann@example.org").attributes == {"city": "Paris"}
     out = tmp_path / "out.csv"
     assert export_csv(store, out) == 1

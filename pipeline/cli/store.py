@@ -317,15 +317,41 @@ def subscribers_unsubscribe(env: Any, email: str, list_name: str | None, source:
     click.echo(f"unsubscribed from {where}: {changed} membership(s) changed")
 
 
+def _map_pairs(_ctx: Any, _param: Any, values: tuple[str, ...]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values:
+        column, sep, field = value.partition("=")
+        if not sep or not column.strip() or not field.strip():
+            raise click.BadParameter(f"{value!r}: write COLUMN=FIELD, e.g. 'E-Mail-Adresse=email'")
+        pairs[column.strip()] = field.strip()
+    return pairs
+
+
 @subscribers.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--list", "list_name", help="List (default: newsletter.default_list).")
+@click.option("--list", "list_name", help="Put every row on this list (default: the file's "
+              "list column, else newsletter.default_list).")  # fmt: skip
 @click.option(
     "--confirmed",
     is_flag=True,
     help="Consent already confirmed; needs --source. Without it rows are pending, unmailed.",
 )
 @click.option("--source", default=None, help="Where the consent was collected.")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    callback=_map_pairs,
+    metavar="COLUMN=FIELD",
+    help="Say what a column holds (repeatable): email, name, first_name, last_name, status, "
+    "list, consent_source, consent_at, confirmed_at, unsubscribed_at, attributes, tags, "
+    "attribute, ignore.",
+)
+@click.option(
+    "--suppressions",
+    type=click.Path(dir_okay=False),
+    help="An export's suppressions file (default: FILE's .suppressions.csv beside it, if any).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_obj
 def subscribers_import(
@@ -334,26 +360,58 @@ def subscribers_import(
     list_name: str | None,
     confirmed: bool,
     source: str | None,
+    mapping: dict[str, str],
+    suppressions: str | None,
     as_json: bool,
 ) -> None:
-    """Import FILE.csv (header with an email column; name and other columns optional).
+    """Import FILE.csv: a Brief export, another tool's export, or any sheet with an email column.
 
-    Import is silent: rows imported without --confirmed stay pending and get no email.
-    To ask one of them, run `brief subscribers add EMAIL`, which sends the confirmation.
+    Mailchimp, Substack, Ghost, listmonk and Buttondown exports are recognised by their
+    header row; the report says which mapping was used. Import is silent: rows imported
+    without --confirmed stay pending and get no email. To ask one of them, run
+    `brief subscribers add EMAIL`, which sends the confirmation.
     """
-    from pipeline.store import import_csv
+    from pathlib import Path
 
+    from pipeline.store import import_csv
+    from pipeline.store.importer import suppressions_beside
+
+    if suppressions is None and suppressions_beside(file).is_file():
+        suppressions = str(suppressions_beside(file))
     report = import_csv(
-        env.engine(), file, list_name or _default_list(env), confirmed=confirmed, source=source
+        env.engine(),
+        file,
+        list_name,
+        confirmed=confirmed,
+        source=source,
+        default_list=_default_list(env),
+        mapping=mapping,
+        suppressions=suppressions,
     )
     if as_json:
         _json(report.as_dict())
         return
+    delimiter = "tab" if report.delimiter == "\t" else report.delimiter
+    click.echo(f"mapping: {report.mapping} (delimiter {delimiter})")
     click.echo(
-        f"read {report.rows} row(s): imported {report.imported}, updated {report.updated}, "
-        f"skipped as duplicates {report.duplicates}, refused as invalid {report.invalid}, "
+        f"read {report.rows} row(s): imported {report.imported}, "
+        f"recorded as unsubscribed {report.unsubscribed}, "
+        f"recorded as bounced or complained {report.bounced}, updated {report.updated}, "
+        f"already on the list {report.already_on_list}, "
+        f"duplicates in the file {report.duplicates}, refused as invalid {report.invalid}, "
         f"refused as suppressed or unsubscribed {report.suppressed}"
     )
+    if report.lists_created:
+        click.echo(f"lists created: {', '.join(report.lists_created)}")
+    if report.dates_replaced:
+        click.echo(
+            f"{report.dates_replaced} row(s) had an unreadable or implausible time "
+            "(before 1990 or in the future): the import time was recorded instead"
+        )
+    if suppressions is not None:
+        click.echo(
+            f"suppressions: {report.suppressions_added} added from {Path(suppressions).name}"
+        )
     for line, reason in report.invalid_rows:
         click.echo(f"  line {line}: {reason}")
     if report.invalid > len(report.invalid_rows):
@@ -363,14 +421,39 @@ def subscribers_import(
 @subscribers.command("export")
 @click.option("--list", "list_name", help="Only this list.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write here (default: stdout).")
+@click.option(
+    "--suppressions",
+    type=click.Path(dir_okay=False),
+    help="Write the suppressions here (default with --out: FILE.suppressions.csv beside it).",
+)
 @click.pass_obj
-def subscribers_export(env: Any, list_name: str | None, out: str | None) -> None:
-    """Export memberships as CSV (re-importable)."""
-    from pipeline.store import export_csv
+def subscribers_export(
+    env: Any, list_name: str | None, out: str | None, suppressions: str | None
+) -> None:
+    """Export memberships as CSV, and the suppressions (hashes) as a second file.
 
-    n = export_csv(env.engine(), out or _Echo(), list_name=list_name)  # type: ignore[arg-type]
+    `brief subscribers import FILE` in another store reads both and gives the same
+    people, lists, statuses and consent back."""
+    from pipeline.store import export_csv
+    from pipeline.store.importer import suppressions_beside
+
+    if suppressions is None and out:
+        suppressions = str(suppressions_beside(out))
+    n = export_csv(
+        env.engine(),
+        out or _Echo(),  # type: ignore[arg-type]
+        list_name=list_name,
+        suppressions_out=suppressions,
+    )
     if out:
         click.echo(f"exported {n} row(s) to {out}")
+    if suppressions:
+        click.echo(f"suppressions written to {suppressions}", err=not out)
+    else:
+        click.echo(
+            "suppressions not written: give --out FILE or --suppressions FILE to keep them",
+            err=True,
+        )
 
 
 @subscribers.command("forget")
