@@ -100,9 +100,16 @@ def pg_template() -> Iterator[tuple[str, str]]:
 @pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path: Path) -> Iterator[str]:
     """A database URL for an empty store, migrated to head, on each backend."""
-    if request.param == "sqlite":
+    with migrated_store(request, request.param, tmp_path / "store") as url:
+        yield url
+
+
+@contextmanager
+def migrated_store(request, backend: str, folder: Path) -> Iterator[str]:
+    """An empty store migrated to head on ``backend`` (a copy of the session's template)."""
+    if backend == "sqlite":
         template = request.getfixturevalue("sqlite_template")
-        path = copy_sqlite_template(template, tmp_path / "store" / "brief.db")
+        path = copy_sqlite_template(template, folder / "brief.db")
         yield f"sqlite:///{path}"
         return
     admin_url, template_name = request.getfixturevalue("pg_template")
@@ -119,13 +126,38 @@ def store_url(request, tmp_path: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def unmigrated_store(backend: str, folder: Path) -> Iterator[str]:
+    """A database with no schema at all on ``backend``."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'brief.db'}"
+        return
+    with pg_empty_schema() as url:
+        yield url
+
+
+COPY_DIRECTIONS = [
+    pytest.param(("sqlite", "postgresql"), id="sqlite-to-postgresql", marks=pytest.mark.postgres),
+    pytest.param(("postgresql", "sqlite"), id="postgresql-to-sqlite", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=COPY_DIRECTIONS)
+def copy_urls(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(source, target) for ``brief db copy``, both directions: an empty migrated store
+    on one backend and a database with no schema yet on the other."""
+    source_backend, target_backend = request.param
+    with (
+        migrated_store(request, source_backend, tmp_path / "source") as source,
+        unmigrated_store(target_backend, tmp_path / "target") as target,
+    ):
+        yield source, target
+
+
 @pytest.fixture(params=BACKENDS)
 def unmigrated_store_url(request, tmp_path: Path) -> Iterator[str]:
     """A database URL with no schema at all, on each backend: for tests of migrating."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store' / 'brief.db'}"
-        return
-    with pg_empty_schema() as url:
+    with unmigrated_store(request.param, tmp_path / "store") as url:
         yield url
 
 
