@@ -81,13 +81,17 @@ def lists() -> None:
 @lists.command("create")
 @click.argument("name")
 @click.option("--description", default="", help="What the list is for.")
+@click.option("--title", default="", help="What subscribers see (default: the name).")
+@click.option("--private", is_flag=True, help="Never offer it on the public forms.")
 @click.pass_obj
-def lists_create(env: Any, name: str, description: str) -> None:
+def lists_create(env: Any, name: str, description: str, title: str, private: bool) -> None:
     """Create a list NAME (lower-case letters, digits, - and _)."""
     from pipeline.store import create_list
+    from pipeline.store.lists import Visibility
 
-    create_list(env.engine(), name, description)
-    click.echo(f"created list {name}")
+    visibility = Visibility.PRIVATE if private else Visibility.PUBLIC
+    create_list(env.engine(), name, description, title=title, visibility=visibility)
+    click.echo(f"created {visibility.value} list {name}" + (f" ({title.strip()})" if title else ""))
 
 
 @lists.command("list")
@@ -103,9 +107,9 @@ def lists_list(env: Any, as_json: bool) -> None:
         return
     _table(
         "Lists",
-        ["name", "description", "pending", "confirmed", "unsubscribed", "created"],
+        ["name", "title", "visibility", "pending", "confirmed", "unsubscribed", "created"],
         [
-            [f.name, f.description, f.pending, f.confirmed, f.unsubscribed, f.created_at]
+            [f.name, f.title, f.visibility, f.pending, f.confirmed, f.unsubscribed, f.created_at]
             for f in found
         ],
     )
@@ -177,8 +181,16 @@ def _send_confirmation(env: Any, engine: Any, result: Any, name: str | None) -> 
     if name is None:
         name = show(engine, result.email).name  # greet a returning person by their name
     provider = env.settings.provider.name
+    from pipeline.store.lists import find_list
+
+    found = find_list(engine, result.list_name)
     sent = send_confirmation(
-        env.settings, result.email, name, result.list_name, result.confirm_token
+        env.settings,
+        result.email,
+        name,
+        result.list_name,
+        result.confirm_token,
+        list_title=found.title if found is not None else "",
     )
     if not sent.ok:
         raise ProviderError(
