@@ -5,6 +5,7 @@ erased, old links still working, an interrupted copy finished by running it agai
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -345,3 +346,22 @@ def test_cli_copy_into_a_non_empty_target_is_one_line_and_exit_one(brief, store_
     assert result.code == 1
     assert result.err.strip().count("\n") == 0
     assert "not empty" in result.err and "Traceback" not in result.err
+
+
+def test_cli_copy_ends_with_counts_and_a_later_difference_exits_one(brief, tmp_path):
+    target = f"sqlite:///{tmp_path / 'target' / 'brief.db'}"
+    for who in ("a@example.org", "b@example.org"):
+        assert brief("subscribers", "add", who, "--confirmed", "--source", "cli").code == 0
+
+    first = brief("db", "copy", "--to", target)
+    assert first.code == 0, first.err
+    assert "every table has the same number of rows on both sides" in first.out
+    assert re.search(r"(?m)^  subscribers +2$", first.out)
+
+    # Written to the source after the copy: a rerun cannot undo a deletion, and says so.
+    assert brief("subscribers", "forget", "a@example.org", "--yes").code == 0
+    again = brief("db", "copy", "--to", target)
+    assert again.code == 1
+    assert "MISMATCH: target has 2" in again.out
+    assert again.err.strip().count("\n") == 0
+    assert "counts differ in" in again.err and "subscribers" in again.err
