@@ -94,6 +94,25 @@ def lists_create(env: Any, name: str, description: str, title: str, private: boo
     click.echo(f"created {visibility.value} list {name}" + (f" ({title.strip()})" if title else ""))
 
 
+@lists.command("edit")
+@click.argument("name")
+@click.option("--title", default=None, help='What subscribers see ("": show the name).')
+@click.option("--private", "visibility", flag_value="private", help="Off the public forms.")
+@click.option("--public", "visibility", flag_value="public", help="Offered on the forms.")
+@click.pass_obj
+def lists_edit(env: Any, name: str, title: str | None, visibility: str | None) -> None:
+    """Change list NAME's title or visibility."""
+    from pipeline.store.lists import Visibility, update_list
+
+    update_list(
+        env.engine(),
+        name,
+        title=title,
+        visibility=Visibility(visibility) if visibility else None,
+    )
+    click.echo(f"list {name} updated")
+
+
 @lists.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj

@@ -119,3 +119,31 @@ def test_preferences_show_public_lists_and_private_lists_the_person_is_on(
     add_subscriber(web_engine, ANN, list_name="internal", confirmed=True, source="test")
     page = client.get(url)
     assert 'value="internal" checked' in page.text and "Staff tests" in page.text
+
+
+def test_an_existing_list_gets_a_title_and_goes_private_and_back(store):
+    from pipeline.errors import NotFound
+    from pipeline.store import lists
+    from pipeline.store.lists import Visibility, update_list
+
+    create_list(store, "weekly")
+    update_list(store, "weekly", title="The Brief weekly", visibility=Visibility.PRIVATE)
+    [weekly] = [i for i in lists(store) if i.name == "weekly"]
+    assert weekly.display == "The Brief weekly" and not weekly.public
+    update_list(store, "weekly", visibility=Visibility.PUBLIC)  # the title stays
+    [weekly] = [i for i in lists(store) if i.name == "weekly"]
+    assert weekly.title == "The Brief weekly" and weekly.public
+    with pytest.raises(NotFound):
+        update_list(store, "nope", title="x")
+
+
+def test_cli_edits_a_lists_title_and_visibility(brief):
+    assert brief("subscribers", "add", "a@example.org", "--confirmed", "--source", "cli").code == 0
+    edited = brief("lists", "edit", "main", "--title", "The Brief", "--private")
+    assert edited.code == 0, edited.err
+    [main] = json.loads(brief("lists", "list", "--json").out)
+    assert main["title"] == "The Brief" and main["visibility"] == "private"
+    assert brief("lists", "edit", "main", "--public").code == 0
+    assert json.loads(brief("lists", "list", "--json").out)[0]["visibility"] == "public"
+    missing = brief("lists", "edit", "nope", "--title", "x")
+    assert missing.code == 1 and missing.err.strip().count("\n") == 0

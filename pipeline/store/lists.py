@@ -112,6 +112,26 @@ def create_list(
         return _insert_list(conn, name, description, title, Visibility(visibility))
 
 
+def update_list(
+    engine: Engine,
+    name: str,
+    *,
+    title: str | None = None,
+    visibility: Visibility | None = None,
+) -> None:
+    """Give list ``name`` a new title and/or visibility (None: leave it); ``NotFound``
+    when there is no such list."""
+    values: dict[str, str] = {}
+    if title is not None:
+        values["title"] = check_list_title(title)
+    if visibility is not None:
+        values["visibility"] = Visibility(visibility).value
+    with transaction(engine) as conn:
+        list_id = list_id_conn(conn, name)
+        if values:
+            conn.execute(lists_table.update().where(lists_table.c.id == list_id).values(values))
+
+
 def find_list(engine: Engine, name: str) -> ListInfo | None:
     """List ``name`` (without counts), or None when there is none."""
     with reading(engine) as conn:
