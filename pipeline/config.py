@@ -65,6 +65,15 @@ class Newsletter:
     editors: tuple[str, ...]
     default_list: str
     language: str
+    # The issue's first line per reader: "{name}" is the reader's name; readers without
+    # one get greeting_no_name; an empty greeting leaves that reader without the line.
+    greeting: str = "Hi {name},"
+    greeting_no_name: str = "Hi there,"
+
+    def greet(self, name: str) -> str:
+        """The greeting line for a reader called ``name`` ("" when unknown)."""
+        # replace, not str.format: a name is data, never a format spec.
+        return self.greeting.replace("{name}", name) if name else self.greeting_no_name
 
     @property
     def domain(self) -> str:
@@ -206,6 +215,28 @@ def load_settings(
     return parse_settings(raw, path, env)
 
 
+MAX_GREETING = 200
+_BRACED = re.compile(r"\{[^{}]*\}")
+
+
+def _greeting(value: str, key: str) -> str:
+    """A greeting line: one line, at most 200 characters; only ``greeting`` may hold
+    ``{name}``, and nothing else may stand in braces (a typo would reach every reader)."""
+    dotted = f"newsletter.{key}"
+    if len(value) > MAX_GREETING:
+        raise ConfigError(f"{dotted}: {len(value)} characters; {MAX_GREETING} at most")
+    allowed = {"{name}"} if key == "greeting" else set()
+    for found in _BRACED.findall(value):
+        if found not in allowed:
+            hint = (
+                "only {name} may stand in braces"
+                if key == "greeting"
+                else "it is for readers without a name, so it cannot hold {name}"
+            )
+            raise ConfigError(f"{dotted}: {found} is not allowed: {hint}")
+    return value
+
+
 def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
     """Validate an already parsed TOML document into Settings."""
     r = _Reader(raw)
@@ -228,6 +259,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
             "editors",
             "default_list",
             "language",
+            "greeting",
+            "greeting_no_name",
         },
     )
     from_address = _address("newsletter.from_address", r.get(nl, "newsletter.from_address", str))
@@ -251,7 +284,13 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         raise ConfigError(
             f"newsletter.language: {language!r} is not a language tag like en or pt-BR"
         )
+    greeting = _greeting(r.get(nl, "newsletter.greeting", str, "Hi {name},"), "greeting")
+    greeting_no_name = _greeting(
+        r.get(nl, "newsletter.greeting_no_name", str, "Hi there,"), "greeting_no_name"
+    )
     newsletter = Newsletter(
+        greeting=greeting,
+        greeting_no_name=greeting_no_name,
         name=name,
         from_address=from_address,
         from_name=r.get(nl, "newsletter.from_name", str, name),

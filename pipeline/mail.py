@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 # Placeholder name -> the marker render leaves in the HTML and text for it.
 PLACEHOLDERS: Mapping[str, str] = {
     "name": "%%BRIEF_NAME%%",
+    # The whole greeting line ("Hi Ann," / "Hi there,"), from [newsletter] greeting.
+    "greeting": "%%BRIEF_GREETING%%",
     "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
     "preferences_url": "%%BRIEF_PREFERENCES_URL%%",
 }

@@ -100,7 +100,7 @@ def pg_template() -> Iterator[tuple[str, str]]:
 @pytest.fixture(params=BACKENDS)
 def store_url(request, tmp_path: Path) -> Iterator[str]:
     """A database URL for an empty store, migrated to head, on each backend."""
-    with _empty_store_url(request, request.param, tmp_path / "store") as url:
+    with migrated_store(request, request.param, tmp_path / "store") as url:
         yield url
 
 
@@ -109,7 +109,7 @@ def second_store_url(request, store_url: str, tmp_path: Path) -> Iterator[str]:
     """Another empty, migrated store on the same backend as ``store_url`` (the target of
     a move)."""
     backend = "sqlite" if store_url.startswith("sqlite") else "postgresql"
-    with _empty_store_url(request, backend, tmp_path / "second") as url:
+    with migrated_store(request, backend, tmp_path / "second") as url:
         yield url
 
 
@@ -124,7 +124,8 @@ def second_store(second_store_url: str):
 
 
 @contextmanager
-def _empty_store_url(request, backend: str, folder: Path) -> Iterator[str]:
+def migrated_store(request, backend: str, folder: Path) -> Iterator[str]:
+    """An empty store migrated to head on ``backend`` (a copy of the session's template)."""
     if backend == "sqlite":
         template = request.getfixturevalue("sqlite_template")
         path = copy_sqlite_template(template, folder / "brief.db")
@@ -144,13 +145,38 @@ def _empty_store_url(request, backend: str, folder: Path) -> Iterator[str]:
         admin.dispose()
 
 
+@contextmanager
+def unmigrated_store(backend: str, folder: Path) -> Iterator[str]:
+    """A database with no schema at all on ``backend``."""
+    if backend == "sqlite":
+        yield f"sqlite:///{folder / 'brief.db'}"
+        return
+    with pg_empty_schema() as url:
+        yield url
+
+
+COPY_DIRECTIONS = [
+    pytest.param(("sqlite", "postgresql"), id="sqlite-to-postgresql", marks=pytest.mark.postgres),
+    pytest.param(("postgresql", "sqlite"), id="postgresql-to-sqlite", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=COPY_DIRECTIONS)
+def copy_urls(request, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """(source, target) for ``brief db copy``, both directions: an empty migrated store
+    on one backend and a database with no schema yet on the other."""
+    source_backend, target_backend = request.param
+    with (
+        migrated_store(request, source_backend, tmp_path / "source") as source,
+        unmigrated_store(target_backend, tmp_path / "target") as target,
+    ):
+        yield source, target
+
+
 @pytest.fixture(params=BACKENDS)
 def unmigrated_store_url(request, tmp_path: Path) -> Iterator[str]:
     """A database URL with no schema at all, on each backend: for tests of migrating."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'store' / 'brief.db'}"
-        return
-    with pg_empty_schema() as url:
+    with unmigrated_store(request.param, tmp_path / "store") as url:
         yield url
 
 

@@ -184,12 +184,45 @@ def outbox_messages(settings, *, deliver: bool = True) -> list:
         try:
             # The valid part of the content, as the public app and the daemon read it.
             drain(settings, engine, library=lambda: read_content(settings).library)
+            _wait_for_claimed_notices(engine)
         finally:
             engine.dispose()
 
     root = settings.root / ".brief" / "outbox"
     files = sorted(root.rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if root.exists() else []
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+
+
+def _wait_for_claimed_notices(engine, timeout: float = 10.0) -> None:
+    """A live app's background sender may hold a row (claimed, so ``drain`` skipped it)
+    and be writing its mail right now: wait until it has let go of the row.
+
+    A claimed row is due again one lease (5 minutes) after its claim; a row waiting
+    for a retry is due 1, 2 or 4 minutes on, or 8 and more: only the first are waited for.
+    """
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    import sqlalchemy as sa
+
+    from pipeline.send.notices import LEASE
+    from pipeline.store.schema import notices
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        now = datetime.now(UTC)
+        with engine.connect() as conn:
+            claimed = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(notices)
+                .where(
+                    notices.c.due_at > now + LEASE - timedelta(seconds=30),
+                    notices.c.due_at <= now + LEASE + timedelta(seconds=5),
+                )
+            ).scalar_one()
+        if not claimed:
+            return
+        time.sleep(0.02)
 
 
 def body_text(msg) -> str:

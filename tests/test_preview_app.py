@@ -85,7 +85,7 @@ def test_content_error_is_shown_with_file_and_line_and_the_server_keeps_going(
 def test_template_error_is_shown_with_template_and_line(client, issue_project):
     tpl = issue_project / "templates" / "email" / "issue.mjml.j2"
     tpl.write_text(
-        tpl.read_text(encoding="utf-8").replace("{{ name }}", "{{ nom }}", 1), encoding="utf-8"
+        tpl.read_text(encoding="utf-8").replace("{{ greeting }}", "{{ nom }}", 1), encoding="utf-8"
     )
     page = client.get("/issues/001/").text
     assert re.search(r"templates/email/issue\.mjml\.j2:\d+: undefined template variable", page)

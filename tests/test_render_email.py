@@ -105,15 +105,17 @@ def test_header_and_footer_carry_name_issue_promise_address_and_links(render_env
 
 
 def test_greeting_reads_well_with_and_without_a_name(render_env):
+    """Issue 13: a reader without a name got a lone "Hi" (text part ``Hi=20``)."""
     from pipeline.render.issue import personalise
+    from pipeline.send.message import sample_values
 
     settings, library = render_env
     rendered = _render(settings, library)
-    values = {"unsubscribe_url": "https://x/u/1", "preferences_url": "https://x/p/1"}
-    html, text = personalise(rendered, {**values, "name": "Ada <3"})
-    assert "Hi Ada &lt;3</p>" in html and "Hi Ada <3\n" in text
-    html, text = personalise(rendered, {**values, "name": ""})
-    assert re.search(r">Hi\s*</p>", html) and re.search(r"^Hi *$", text, re.M)
+    html, text = personalise(rendered, sample_values(settings, "Ada <3"))
+    assert "Hi Ada &lt;3,</p>" in html and "Hi Ada <3,\n" in text
+    html, text = personalise(rendered, sample_values(settings, ""))
+    assert ">Hi there,</p>" in html and re.search(r"^Hi there,$", text, re.M)
+    assert not re.search(r">Hi\s*</p>", html) and not re.search(r"^Hi *$", text, re.M)
     assert "%%BRIEF" not in html + text
 
 
@@ -164,7 +166,7 @@ def _break_template(project: Path, old: str, new: str) -> int:
 
 def test_undefined_template_variable_names_template_and_line(issue_project, render_env):
     settings, library = render_env
-    line = _break_template(issue_project, "Hi {{ name }}", "Hi {{ reader_nickname }}")
+    line = _break_template(issue_project, "{{ greeting }}", "{{ reader_nickname }}")
     with pytest.raises(RenderError) as err:
         _render(settings, library)
     assert f"templates/email/issue.mjml.j2:{line}:" in str(err.value)
@@ -184,8 +186,8 @@ def test_invalid_mjml_names_template_and_line(issue_project, render_env):
     settings, library = render_env
     line = _break_template(
         issue_project,
-        '<p style="margin:0 0 16px 0;">Hi {{ name }}</p>',
-        '<p style="margin:0 0 16px 0;"><b>Hi {{ name }}</p>',
+        '<p style="margin:0 0 16px 0;">{{ greeting }}</p>',
+        '<p style="margin:0 0 16px 0;"><b>{{ greeting }}</p>',
     )
     with pytest.raises(RenderError) as err:
         _render(settings, library)
@@ -237,7 +239,7 @@ def test_render_command_accepts_a_path(brief, issue_project, tmp_path):
 def test_render_command_template_error_is_one_line_and_writes_nothing(
     brief, issue_project, tmp_path
 ):
-    _break_template(issue_project, "Hi {{ name }}", "Hi {{ nickname }}")
+    _break_template(issue_project, "{{ greeting }}", "{{ nickname }}")
     result = brief("render", "1", "--out", str(tmp_path / "out"))
     assert result.code == 1
     assert result.err.count("\n") == 1 and "issue.mjml.j2:" in result.err

@@ -50,3 +50,28 @@ def test_subscribe_confirm_and_unsubscribe_in_a_real_browser(chromium, live_publ
     finally:
         context.close()
     assert [p for p in problems if "Content Security Policy" in p] == []
+
+
+def test_the_form_offers_lists_by_title_and_never_a_private_one_in_a_real_browser(
+    chromium, live_public
+):
+    from pipeline.store import create_list
+    from pipeline.store.lists import Visibility
+    from tests.fixtures_web import body_text
+
+    base, settings, engine = live_public
+    create_list(engine, "weekly", title="The Brief weekly")
+    create_list(engine, "internal", title="Staff tests", visibility=Visibility.PRIVATE)
+    context = chromium.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(f"{base}/subscribe")
+        assert page.locator("#sub-list option").all_inner_texts() == ["main", "The Brief weekly"]
+        page.fill("#sub-email", "ann@example.com")
+        page.select_option("#sub-list", label="The Brief weekly")
+        page.click("form.subscribe button[type=submit]")
+        page.wait_for_selector("h1:has-text('Check your inbox')")
+        [confirmation] = outbox_messages(settings)
+        assert "want The Brief weekly" in body_text(confirmation)
+    finally:
+        context.close()

@@ -81,13 +81,36 @@ def lists() -> None:
 @lists.command("create")
 @click.argument("name")
 @click.option("--description", default="", help="What the list is for.")
+@click.option("--title", default="", help="What subscribers see (default: the name).")
+@click.option("--private", is_flag=True, help="Never offer it on the public forms.")
 @click.pass_obj
-def lists_create(env: Any, name: str, description: str) -> None:
+def lists_create(env: Any, name: str, description: str, title: str, private: bool) -> None:
     """Create a list NAME (lower-case letters, digits, - and _)."""
     from pipeline.store import create_list
+    from pipeline.store.lists import Visibility
 
-    create_list(env.engine(), name, description)
-    click.echo(f"created list {name}")
+    visibility = Visibility.PRIVATE if private else Visibility.PUBLIC
+    create_list(env.engine(), name, description, title=title, visibility=visibility)
+    click.echo(f"created {visibility.value} list {name}" + (f" ({title.strip()})" if title else ""))
+
+
+@lists.command("edit")
+@click.argument("name")
+@click.option("--title", default=None, help='What subscribers see ("": show the name).')
+@click.option("--private", "visibility", flag_value="private", help="Off the public forms.")
+@click.option("--public", "visibility", flag_value="public", help="Offered on the forms.")
+@click.pass_obj
+def lists_edit(env: Any, name: str, title: str | None, visibility: str | None) -> None:
+    """Change list NAME's title or visibility."""
+    from pipeline.store.lists import Visibility, update_list
+
+    update_list(
+        env.engine(),
+        name,
+        title=title,
+        visibility=Visibility(visibility) if visibility else None,
+    )
+    click.echo(f"list {name} updated")
 
 
 @lists.command("list")
@@ -103,9 +126,9 @@ def lists_list(env: Any, as_json: bool) -> None:
         return
     _table(
         "Lists",
-        ["name", "description", "pending", "confirmed", "unsubscribed", "created"],
+        ["name", "title", "visibility", "pending", "confirmed", "unsubscribed", "created"],
         [
-            [f.name, f.description, f.pending, f.confirmed, f.unsubscribed, f.created_at]
+            [f.name, f.title, f.visibility, f.pending, f.confirmed, f.unsubscribed, f.created_at]
             for f in found
         ],
     )
@@ -177,8 +200,16 @@ def _send_confirmation(env: Any, engine: Any, result: Any, name: str | None) -> 
     if name is None:
         name = show(engine, result.email).name  # greet a returning person by their name
     provider = env.settings.provider.name
+    from pipeline.store.lists import find_list
+
+    found = find_list(engine, result.list_name)
     sent = send_confirmation(
-        env.settings, result.email, name, result.list_name, result.confirm_token
+        env.settings,
+        result.email,
+        name,
+        result.list_name,
+        result.confirm_token,
+        list_title=found.title if found is not None else "",
     )
     if not sent.ok:
         raise ProviderError(
@@ -510,3 +541,45 @@ def db_upgrade(env: Any) -> None:
 
     heads = upgrade(env.settings.database.url)
     click.echo(f"database at revision {', '.join(heads)}")
+
+
+@db.command("copy")
+@click.option(
+    "--to",
+    "to_url",
+    required=True,
+    envvar="BRIEF_COPY_TO",
+    help="Target database URL (or BRIEF_COPY_TO); for a password use PGPASSWORD, not the URL.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Rows per target transaction (an interruption loses at most one batch).",
+)
+@click.pass_obj
+def db_copy(env: Any, to_url: str, batch_size: int) -> None:
+    """Copy the whole store to the (empty) database at --to, then compare counts.
+
+    Resumable: after an interruption, run the same command again.
+    """
+    from pipeline.store.copy import copy_store
+
+    def progress(table: str, done: int, total: int) -> None:
+        click.echo(f"  {table}: {done}/{total}")
+
+    report = copy_store(env.settings.database.url, to_url, batch_size=batch_size, progress=progress)
+    click.echo(
+        ("resumed: " if report.resumed else "")
+        + f"copied {report.copied} row(s) in this run; rows per table (source = target):"
+    )
+    for c in report.counts:
+        mark = "" if c.equal else f"   MISMATCH: target has {c.target}"
+        click.echo(f"  {c.table:<24} {c.source:>9}{mark}")
+    if report.mismatched:
+        names = ", ".join(c.table for c in report.mismatched)
+        raise StoreError(
+            f"db copy: counts differ in {names} (was the source written to during the copy?)"
+        )
+    click.echo("every table has the same number of rows on both sides")

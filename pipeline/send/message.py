@@ -356,8 +356,10 @@ class MessageFactory:
 def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
     """The placeholder values of one store ``Recipient``: name and personal links."""
     base = settings.newsletter.base_url
+    name = clean_name(recipient.name)
     return {
-        "name": clean_name(recipient.name),
+        "name": name,
+        "greeting": settings.newsletter.greet(name),
         "unsubscribe_url": f"{base}/unsubscribe/{recipient.unsubscribe_token}",
         "preferences_url": f"{base}/preferences/{recipient.preferences_token}",
     }
@@ -368,6 +370,7 @@ def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
     base = settings.newsletter.base_url
     return {
         "name": name,
+        "greeting": settings.newsletter.greet(clean_name(name)),
         "unsubscribe_url": f"{base}/unsubscribe/sample",
         "preferences_url": f"{base}/preferences/sample",
     }

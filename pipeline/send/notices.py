@@ -237,10 +237,24 @@ def _deliver(
                 .values(kind=NoticeKind.CONFIRMATION.value, token=added.confirm_token)
             )
         return send_confirmation(
-            settings, added.email, row.name, added.list_name, added.confirm_token, env
+            settings,
+            added.email,
+            row.name,
+            added.list_name,
+            added.confirm_token,
+            env,
+            list_title=_title_of(engine, added.list_name),
         )
     if kind is NoticeKind.CONFIRMATION:
-        return send_confirmation(settings, row.email, row.name, row.list_name, row.token, env)
+        return send_confirmation(
+            settings,
+            row.email,
+            row.name,
+            row.list_name,
+            row.token,
+            env,
+            list_title=_title_of(engine, row.list_name),
+        )
     try:
         lib = library() if library is not None else None
     except BriefError:  # broken content must not cost a new subscriber the welcome
@@ -251,6 +265,25 @@ def _deliver(
         return None  # erased since confirming: nobody to welcome
 
 
+def list_label(settings: Settings, list_name: str | None, title: str | None = None) -> str:
+    """How mails and pages name a list to people: its title; else the newsletter's name,
+    with the list's name in brackets unless it is the default list (a slug such as
+    "main" means nothing to a reader)."""
+    if title:
+        return title
+    newsletter = settings.newsletter
+    if not list_name or list_name == newsletter.default_list:
+        return newsletter.name
+    return f"{newsletter.name} ({list_name})"
+
+
+def _title_of(engine: Engine, list_name: str) -> str:
+    from pipeline.send.store.lists import find_list
+
+    found = find_list(engine, list_name)
+    return found.title if found is not None else ""
+
+
 def send_confirmation(
     settings: Settings,
     email: str,
@@ -258,11 +291,15 @@ def send_confirmation(
     list_name: str,
     token: str,
     env: jinja2.Environment | None = None,
+    *,
+    list_title: str = "",
 ) -> Result:
-    """Mail ``email`` the link ``{base_url}/confirm/{token}`` for a pending membership."""
+    """Mail ``email`` the link ``{base_url}/confirm/{token}`` for a pending membership
+    (``list_title``: the list's title, when it has one)."""
     values = {
         "name": name or "",
         "list_name": list_name,
+        "list_label": list_label(settings, list_name, list_title),
         "confirm_url": f"{settings.newsletter.base_url}/confirm/{token}",
     }
     subject = f"Confirm your subscription to {settings.newsletter.name}"
@@ -291,6 +328,7 @@ def send_welcome(
     values = {
         "name": name or "",
         "list_name": list_name,
+        "list_label": list_label(settings, list_name, _title_of(engine, list_name)),
         "latest": _latest(settings, library),
         "unsubscribe_url": f"{settings.newsletter.base_url}/unsubscribe/{unsub}",
     }

@@ -40,6 +40,11 @@ lists = sa.Table(
     sa.Column("name", sa.String(64), nullable=False, unique=True),
     sa.Column("description", sa.String(500), nullable=False, server_default=""),
     sa.Column("created_at", UTC_TIME, nullable=False),
+    # What people see (forms, preferences, consent mails); empty shows the name (0007).
+    sa.Column("title", sa.String(200), nullable=False, server_default=""),
+    # A private list is never offered on the public forms (0007).
+    sa.Column("visibility", sa.String(16), nullable=False, server_default="public"),
+    sa.CheckConstraint("visibility IN ('public', 'private')", name="list_visibility"),
 )
 
 subscribers = sa.Table(
@@ -255,4 +260,23 @@ rate_hits = sa.Table(
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("at", UTC_TIME, nullable=False),
     sa.Index("ix_rate_hits_scope_key_at", "scope", "key_hash", "at"),
+)
+
+
+# ---------------------------------------------------------------------------
+# ``brief db copy`` (migration 0007): in the TARGET database, one row per copied table
+# with the last primary key copied, written in the same transaction as each batch, so an
+# interrupted copy resumes after the last committed batch and never copies a row twice.
+# Never copied itself.
+
+copy_progress = sa.Table(
+    "copy_progress",
+    metadata,
+    sa.Column("table_name", sa.String(64), primary_key=True),
+    # The source's URL without its password: a resume must come from the same source.
+    sa.Column("source", sa.String(500), nullable=False),
+    sa.Column("last_key", sa.JSON()),
+    sa.Column("copied", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("finished_at", UTC_TIME),
+    sa.Column("updated_at", UTC_TIME, nullable=False),
 )

@@ -88,6 +88,8 @@ class TokenTarget:
     status: str | None
     stale: bool
     token_seq: int
+    # The list's title for people ("" when it has none); None for a person-wide token.
+    list_title: str | None = None
 
 
 def parse(token: str) -> tuple[str, int, int, str]:
@@ -131,6 +133,7 @@ def resolve_conn(conn: Connection, token: str, purpose: str) -> TokenTarget:
                 m.c.status,
                 lst.c.id.label("lid"),
                 lst.c.name.label("lname"),
+                lst.c.title.label("ltitle"),
             )
             .select_from(m.join(s, s.c.id == m.c.subscriber_id).join(lst, lst.c.id == m.c.list_id))
             .where(m.c.id == ident)
@@ -163,4 +166,5 @@ def resolve_conn(conn: Connection, token: str, purpose: str) -> TokenTarget:
         status=row.status if kind in "cu" else None,
         stale=stale,
         token_seq=seq,
+        list_title=row.ltitle if kind in "cu" else None,
     )

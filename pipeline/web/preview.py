@@ -37,6 +37,21 @@ VIEWS = {
     "inbox": "Inbox line",
 }
 WIDTHS = {"desktop": 600, "phone": 375}
+# Who the preview greets: a reader with the sample name, and one without a name (the
+# greeting_no_name line that readers imported without names get).
+READERS = {"named": "Sam", "nameless": ""}
+READER_LABELS = {"named": "Reader with a name (Sam)", "nameless": "Reader without a name"}
+
+
+def _reader(request: Request) -> str:
+    reader = request.query_params.get("reader", "named")
+    return reader if reader in READERS else "named"
+
+
+def _reader_query(reader: str) -> str:
+    return "" if reader == "named" else f"reader={reader}"
+
+
 STREAM_SECONDS = 15.0  # an event stream ends now and then; the browser reconnects by itself
 
 
@@ -98,13 +113,15 @@ def create_app(
         ref = request.path_params["ref"]
         view = request.query_params.get("view", "desktop")
         view = view if view in VIEWS else "desktop"
+        reader = _reader(request)
         version = state.version
         try:
             issue, rendered, findings = render(ref)
         except BriefError as exc:
-            return _page(settings, f"Issue {ref}", version, _switches(ref, view) + _error(exc))
+            switches = _switches(ref, view, reader)
+            return _page(settings, f"Issue {ref}", version, switches + _error(exc))
 
-        _, text = personalise(rendered, sample_values(settings, "Sam"))
+        _, text = personalise(rendered, sample_values(settings, READERS[reader]))
         nl = settings.newsletter
         inbox = (
             f'<div id="inbox" class="inbox"><span class="from">{html.escape(nl.from_name)}'
@@ -128,11 +145,13 @@ def create_app(
             )
         else:
             width = WIDTHS[view]
+            query = _reader_query(reader)
+            src = f"/issues/{issue.label}/email.html" + (f"?{query}" if query else "")
             main = (
-                f'<iframe id="email" title="email" src="/issues/{issue.label}/email.html" '
+                f'<iframe id="email" title="email" src="{src}" '
                 f'style="width:{width}px" onload="fit(this)"></iframe>'
             )
-        body = _switches(issue.label, view) + inbox + lint + main
+        body = _switches(issue.label, view, reader) + inbox + lint + main
         return _page(settings, f"Issue {issue.label}", version, body)
 
     def email_html(request: Request) -> Response:
@@ -141,7 +160,7 @@ def create_app(
         except BriefError as exc:
             return HTMLResponse(f"<!doctype html><body>{_error(exc)}</body>", status_code=500)
 
-        out, _ = personalise(rendered, sample_values(settings, "Sam"))
+        out, _ = personalise(rendered, sample_values(settings, READERS[_reader(request)]))
         return HTMLResponse(out)
 
     def email_text(request: Request) -> Response:
@@ -150,7 +169,8 @@ def create_app(
         except BriefError as exc:
             return PlainTextResponse(str(exc), status_code=500)
 
-        return PlainTextResponse(personalise(rendered, sample_values(settings, "Sam"))[1])
+        values = sample_values(settings, READERS[_reader(request)])
+        return PlainTextResponse(personalise(rendered, values)[1])
 
     async def events(request: Request) -> Response:
         async def stream() -> AsyncIterator[str]:
@@ -204,13 +224,23 @@ def create_app(
     return app
 
 
-def _switches(ref: str, view: str) -> str:
+def _switches(ref: str, view: str, reader: str = "named") -> str:
+    base = f"/issues/{html.escape(ref)}/"
+    query = _reader_query(reader)
     links = " ".join(
-        f'<a href="/issues/{html.escape(ref)}/?view={v}" id="view-{v}"'
+        f'<a href="{base}?view={v}{"&amp;" + query if query else ""}" id="view-{v}"'
         f"{' class=on' if v == view else ''}>{label}</a>"
         for v, label in VIEWS.items()
     )
-    return f'<nav class="switches"><a href="/">All issues</a> · {links}</nav>'
+    readers = " ".join(
+        f'<a href="{base}?view={view}{"&amp;" + _reader_query(r) if _reader_query(r) else ""}"'
+        f' id="reader-{r}"{" class=on" if r == reader else ""}>{label}</a>'
+        for r, label in READER_LABELS.items()
+    )
+    return (
+        f'<nav class="switches"><a href="/">All issues</a> · {links}'
+        f"<br>Greeting as seen by: {readers}</nav>"
+    )
 
 
 def _error(exc: BriefError) -> str:

@@ -32,6 +32,7 @@ from pipeline.content.library import Library
 from pipeline.errors import BriefError, NotFound, StoreError, TokenError
 from pipeline.render.site import pages
 from pipeline.render.templating import environment, render_template
+from pipeline.send.notices import list_label
 from pipeline.store.rate_hits import allow
 from pipeline.web.security import BodyLimit, CatchAll, SecurityHeaders, origin_of, same_origin
 from pipeline.webhooks.apply import apply_events, remember_token
@@ -165,12 +166,17 @@ def create_app(
     def first(data: dict[str, list[str]], key: str) -> str:
         return (data.get(key) or [""])[0].strip()
 
-    async def list_names() -> list[str]:
+    async def public_lists() -> dict[str, str]:
+        """The lists the form offers, name -> what people see: public ones only, and the
+        default list before it exists (the first subscriber creates it)."""
         from pipeline.store import lists
 
-        found = [info.name for info in await run_in_threadpool(lists, engine)]
+        found = await run_in_threadpool(lists, engine)
+        offered = {info.name: info.display for info in found if info.public}
         default = settings.newsletter.default_list
-        return found if default in found else [default, *found]
+        if any(info.name == default for info in found):
+            return offered
+        return {default: default, **offered}
 
     # -- mail: queued here, sent by the background task ---------------------------------
 
@@ -182,7 +188,9 @@ def create_app(
     # -- subscribe ----------------------------------------------------------------------
 
     async def subscribe_form(request: Request) -> Response:
-        return page("web/subscribe.html.j2", title="Subscribe", error="", lists=await list_names())
+        return page(
+            "web/subscribe.html.j2", title="Subscribe", error="", lists=await public_lists()
+        )
 
     async def subscribe(request: Request) -> Response:
         if not same_origin(request, {base_origin}):
@@ -197,7 +205,7 @@ def create_app(
             return done  # the honeypot: a bot, answered like a person, and nothing happens
         raw_email, name = first(data, "email"), first(data, "name") or None
         list_name = first(data, "list") or settings.newsletter.default_list
-        lists = await list_names()
+        lists = await public_lists()
 
         def again(error: str) -> HTMLResponse:
             return page("web/subscribe.html.j2", 400, title="Subscribe", error=error, lists=lists)
@@ -267,6 +275,7 @@ def create_app(
             title="Confirm",
             masked=mask(target.email),
             list_name=target.list_name,
+            list_label=list_label(settings, target.list_name, target.list_title),
         )
 
     async def confirm(request: Request) -> Response:
@@ -314,6 +323,7 @@ def create_app(
             title="Unsubscribe",
             masked=mask(target.email),
             list_name=target.list_name,
+            list_label=list_label(settings, target.list_name, target.list_title),
             stale=target.stale,
         )
 
@@ -351,9 +361,18 @@ def create_app(
         target = await run_in_threadpool(resolve, engine, token, "preferences")
         detail = await run_in_threadpool(show, engine, target.email)
         status = {m.list_name: m.status for m in detail.memberships}
+        # Public lists, and a private list only to someone already on it (so they can
+        # leave it); the POST acts on these choices alone, so a private list cannot be
+        # joined by naming it.
         choices = [
-            {"name": info.name, "description": info.description, "status": status.get(info.name)}
+            {
+                "name": info.name,
+                "title": info.display,
+                "description": info.description,
+                "status": status.get(info.name),
+            }
             for info in await run_in_threadpool(lists, engine)
+            if info.public or status.get(info.name) in ("pending", "confirmed")
         ]
         return target, choices
 
