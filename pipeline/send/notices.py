@@ -278,7 +278,7 @@ def list_label(settings: Settings, list_name: str | None, title: str | None = No
 
 
 def _title_of(engine: Engine, list_name: str) -> str:
-    from pipeline.send.store.lists import find_list
+    from pipeline.store.lists import find_list
 
     found = find_list(engine, list_name)
     return found.title if found is not None else ""
