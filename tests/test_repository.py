@@ -32,3 +32,21 @@ def test_documents_name_no_path_beside_the_repository():
     for doc in _documents():
         text = doc.read_text(encoding="utf-8")
         assert "../shared" not in text, f"{doc.relative_to(REPO)} points beside the repository"
+
+
+def test_the_readme_code_map_matches_the_tree():
+    """Every module of the package is named in README's code map, and every `part/module`
+    the map names exists: the map is how a newcomer finds where a thing happens."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## Code map") : text.index("\n## ", text.index("## Code map") + 5)]
+    package = REPO / "pipeline"
+    modules = [
+        p.relative_to(package).with_suffix("")
+        for p in package.rglob("*.py")
+        if "migrations" not in p.parts and p.name not in ("__init__.py", "__main__.py")
+    ]
+    unnamed = [str(m) for m in modules if not re.search(rf"\b{re.escape(m.stem)}\b", section)]
+    assert unnamed == [], "modules missing from README's code map"
+    named = set(re.findall(r"`([a-z_]+/[a-z_]+)`", section))
+    stale = [n for n in named if not (package / f"{n}.py").exists() and not (package / n).is_dir()]
+    assert stale == [], "README's code map names modules that are not there"
