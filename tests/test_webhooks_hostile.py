@@ -211,7 +211,8 @@ def test_mailgun_odd_tokens_never_reach_a_500(store_client, token):
 def test_mailgun_tokens_are_forgotten_only_long_after_their_window(store_client, store):
     import sqlalchemy as sa
 
-    from pipeline.webhooks.apply import TOKEN_MEMORY, remember_token, webhook_events
+    from pipeline.store.schema import webhook_events
+    from pipeline.webhooks.apply import TOKEN_MEMORY, remember_token
 
     assert TOKEN_MEMORY.total_seconds() > 300 * 100  # far past the 5-minute window
     assert remember_token(store, "mailgun", "t-old")
