@@ -115,7 +115,8 @@ class Handler(BaseHTTPRequestHandler):
                 assert {"From", "To", "Subject", "HtmlBody", "TextBody"} <= m.keys(), m.keys()
             to = [m["To"] for m in batch]
         else:
-            to = [""] * body.count(b'"Metadata": ')
+            # With or without a space after the colon; inside a body it would be \"Metadata\".
+            to = [""] * body.count(b'"Metadata":')
         with lock:
             total[0] += len(to)
             total[1] += 1

@@ -17,7 +17,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -286,6 +286,46 @@ def retarget(template: str, markers: Mapping[str, str]) -> str:
 def html_value(value: str) -> str:
     """A value as it goes into HTML: escaped, as MessageFactory does for its html part."""
     return html.escape(value, quote=True)
+
+
+def json_part(message: OutgoingMessage, which: str) -> bytes:
+    """The message's ``html`` or ``text`` part as a JSON string literal (UTF-8 bytes).
+
+    A message from ``MessageFactory`` joins it from the part escaped once per issue
+    (``json_part``); any other gets ``json.dumps`` of the part.
+    """
+    joined = getattr(message, "json_part", None)
+    if joined is not None:
+        return joined(which)
+    return json.dumps(getattr(message, which), ensure_ascii=False).encode("utf-8")
+
+
+# One encoder for the small per-message fields (json.dumps with options builds one a call).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def json_object(fields: Mapping[str, Any], parts: Mapping[str, bytes]) -> list[bytes]:
+    """One JSON object as pieces to join: ``parts`` (names -> JSON literals, encoded
+    already) then ``fields``. Pieces, so that a whole batch is joined once."""
+    rest = _COMPACT.encode(fields).encode("utf-8")
+    out: list[bytes] = []
+    for k, v in parts.items():
+        out += (b"," if out else b"{", _COMPACT.encode(k).encode("utf-8"), b":", v)
+    if not out:
+        return [rest]
+    out.append(b"," + rest[1:] if rest != b"{}" else b"}")
+    return out
+
+
+def json_array(elements: Iterable[list[bytes]]) -> bytes:
+    """A JSON array of elements given as pieces, joined in one copy."""
+    out = [b"["]
+    for element in elements:
+        if len(out) > 1:
+            out.append(b",")
+        out += element
+    out.append(b"]")
+    return b"".join(out)
 
 
 def compact_json(value: Any) -> str:
