@@ -47,9 +47,10 @@ class _Part:
     template: bytes  # b"seg%(name)bseg..." with literal % doubled: one C-level substitution
     slots: tuple[str, ...]  # placeholder names, in order
     pieces: tuple[str, ...]  # the static text, decoded (for OutgoingMessage.html/text)
-    # The part as a JSON string literal (quotes included, UTF-8), the same %-template
-    # shape: an HTTP API's request body is joined from it without building the part.
-    json_template: bytes
+    # The part as a JSON string literal (quotes included, UTF-8) in static pieces, a
+    # slot between each two: an HTTP API's request body is joined from them (and the
+    # escaped values) without building the part or copying it per recipient.
+    json_pieces: tuple[bytes, ...]
 
 
 def content_commit(root: Path) -> str:
@@ -121,8 +122,10 @@ def _part(template: str) -> _Part:
     pieces, slots = _split(_normalise_newlines(template))
     # JSON escapes each character on its own, so the escaped pieces and values joined
     # are the escaped whole.
-    json_template = b'"' + _slotted([json_chars(p) for p in pieces], slots) + b'"'
-    return _Part(_slotted([_segment(p) for p in pieces], slots), slots, pieces, json_template)
+    escaped = [json_chars(p) for p in pieces]
+    escaped[0] = b'"' + escaped[0]
+    escaped[-1] += b'"'
+    return _Part(_slotted([_segment(p) for p in pieces], slots), slots, pieces, tuple(escaped))
 
 
 def clean_name(name: str | None) -> str:
@@ -213,10 +216,11 @@ class _LazyMessage(OutgoingMessage):
         object.__setattr__(self, attr, value)
         return value
 
-    def json_part(self, which: str) -> bytes:
-        """The personalised ``html`` or ``text`` part as a JSON string literal (UTF-8),
-        joined from the part escaped once per issue: what ``json.dumps`` gives for it,
-        without building the part or escaping 40 KB per recipient."""
+    def json_pieces(self, which: str) -> list[bytes]:
+        """The personalised ``html`` or ``text`` part as a JSON string literal (UTF-8) in
+        pieces to join: the part's static pieces, escaped once per issue, and this
+        recipient's values escaped between them. Joined, what ``json.dumps`` gives for
+        the part, without building it or escaping 40 KB per recipient."""
         f = self.__dict__["_factory"]
         if which == "html":
             part, vals = f._html, f._html_values(self.values)
@@ -224,7 +228,14 @@ class _LazyMessage(OutgoingMessage):
             part, vals = f._text, self.values
         else:
             raise ValueError(f"no part {which!r}")
-        return part.json_template % {k.encode("ascii"): json_chars(v) for k, v in vals.items()}
+        out = [part.json_pieces[0]]
+        for slot, piece in zip(part.slots, part.json_pieces[1:], strict=True):
+            out += (json_chars(vals[slot]), piece)
+        return out
+
+    def json_part(self, which: str) -> bytes:
+        """``json_pieces`` joined: the part as one JSON string literal."""
+        return b"".join(self.json_pieces(which))
 
 
 def _join_text(part: _Part, values: Mapping[str, str]) -> str:

@@ -288,29 +288,31 @@ def html_value(value: str) -> str:
     return html.escape(value, quote=True)
 
 
-def json_part(message: OutgoingMessage, which: str) -> bytes:
-    """The message's ``html`` or ``text`` part as a JSON string literal (UTF-8 bytes).
+def json_part(message: OutgoingMessage, which: str) -> list[bytes]:
+    """The message's ``html`` or ``text`` part as a JSON string literal (UTF-8), in
+    pieces to join into the request body.
 
-    A message from ``MessageFactory`` joins it from the part escaped once per issue
-    (``json_part``); any other gets ``json.dumps`` of the part.
+    A message from ``MessageFactory`` gives the part's pieces escaped once per issue
+    and its values (``json_pieces``): the body is then the only copy of the part;
+    any other message gets ``json.dumps`` of the part.
     """
-    joined = getattr(message, "json_part", None)
-    if joined is not None:
-        return joined(which)
-    return json.dumps(getattr(message, which), ensure_ascii=False).encode("utf-8")
+    pieces = getattr(message, "json_pieces", None)
+    if pieces is not None:
+        return pieces(which)
+    return [json.dumps(getattr(message, which), ensure_ascii=False).encode("utf-8")]
 
 
 # One encoder for the small per-message fields (json.dumps with options builds one a call).
 _COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
-def json_object(fields: Mapping[str, Any], parts: Mapping[str, bytes]) -> list[bytes]:
-    """One JSON object as pieces to join: ``parts`` (names -> JSON literals, encoded
-    already) then ``fields``. Pieces, so that a whole batch is joined once."""
+def json_object(fields: Mapping[str, Any], parts: Mapping[str, list[bytes]]) -> list[bytes]:
+    """One JSON object as pieces to join: ``parts`` (names -> JSON values in pieces,
+    encoded already) then ``fields``. Pieces, so that a whole batch is joined once."""
     rest = _COMPACT.encode(fields).encode("utf-8")
     out: list[bytes] = []
     for k, v in parts.items():
-        out += (b"," if out else b"{", _COMPACT.encode(k).encode("utf-8"), b":", v)
+        out += (b"," if out else b"{", _COMPACT.encode(k).encode("utf-8"), b":", *v)
     if not out:
         return [rest]
     out.append(b"," + rest[1:] if rest != b"{}" else b"}")
