@@ -45,6 +45,9 @@ class _Part:
     """One body part: QP-encoded static segments as one %-template, and the slots."""
 
     template: bytes  # b"seg%(name)bseg..." with literal % doubled: one C-level substitution
+    # The same with each line that starts with "." doubled (RFC 5321 §4.5.2), for SMTP's
+    # DATA: dot-stuffed once per issue instead of a regex over 40 KB per message.
+    data_template: bytes
     slots: tuple[str, ...]  # placeholder names, in order
     pieces: tuple[str, ...]  # the static text, decoded (for OutgoingMessage.html/text)
     # The part as a JSON string literal (quotes included, UTF-8) in static pieces, a
@@ -125,7 +128,21 @@ def _part(template: str) -> _Part:
     escaped = [json_chars(p) for p in pieces]
     escaped[0] = b'"' + escaped[0]
     escaped[-1] += b'"'
-    return _Part(_slotted([_segment(p) for p in pieces], slots), slots, pieces, tuple(escaped))
+    segments = [_segment(p) for p in pieces]
+    return _Part(
+        _slotted(segments, slots),
+        _slotted([dot_stuff(seg) for seg in segments], slots),
+        slots,
+        pieces,
+        tuple(escaped),
+    )
+
+
+def dot_stuff(data: bytes) -> bytes:
+    """``data`` (CRLF lines, starting at a line's start) with every line that starts
+    with "." given a second one, as SMTP's DATA needs (RFC 5321 §4.5.2)."""
+    data = data.replace(b"\n.", b"\n..")
+    return b"." + data if data.startswith(b".") else data
 
 
 def clean_name(name: str | None) -> str:
@@ -192,7 +209,8 @@ def _values_for(values: Mapping[str, str], slots: frozenset[str]) -> None:
 class _LazyMessage(OutgoingMessage):
     """An OutgoingMessage whose bytes and personalised parts are joined only when read.
 
-    SMTP and outbox read only ``raw``; the HTTP providers read ``html``/``text`` or, for
+    Outbox reads only ``raw``, SMTP only ``smtp_data`` (``raw`` dot-stuffed); the HTTP
+    providers read ``html``/``text`` or, for
     a JSON request, ``json_part``, and never ``raw``: each is built on first use (and
     ``html``/``text``/``raw`` then cached), so a batch of 500 holds no MIME it never sends.
     """
@@ -211,6 +229,8 @@ class _LazyMessage(OutgoingMessage):
             value = _join_text(part, vals)
         elif attr == "raw":
             value = f._raw(self)
+        elif attr == "smtp_data":
+            value = f._raw(self, stuffed=True)
         else:
             raise AttributeError(attr)
         object.__setattr__(self, attr, value)
@@ -370,8 +390,10 @@ class MessageFactory:
             headers=headers,
         )
 
-    def _raw(self, msg: OutgoingMessage) -> bytes:
-        """The complete RFC 5322 bytes of a message ``build`` made."""
+    def _raw(self, msg: OutgoingMessage, *, stuffed: bool = False) -> bytes:
+        """The complete RFC 5322 bytes of a message ``build`` made; ``stuffed``: with
+        SMTP's dot-stuffing (only the parts' lines can start with "."; each value's
+        segment, like each static one, starts at a line's start)."""
         values = msg.values
         encoded: dict[bytes, bytes] = {}
         html_encoded: dict[bytes, bytes] = {}
@@ -379,6 +401,14 @@ class MessageFactory:
             kb = k.encode("ascii")
             encoded[kb] = _segment(v)
             html_encoded[kb] = _segment(htmlmod.escape(v, quote=True))
+            if stuffed:
+                encoded[kb] = dot_stuff(encoded[kb])
+                html_encoded[kb] = dot_stuff(html_encoded[kb])
+        text, html = (
+            (self._text.data_template, self._html.data_template)
+            if stuffed
+            else (self._text.template, self._html.template)
+        )
         out = [
             b"To: " + msg.headers["To"].encode("ascii") + CRLF,
             self._now_header(),
@@ -394,9 +424,9 @@ class MessageFactory:
         out += [
             self._head,
             self._text_open,
-            self._text.template % encoded,
+            text % encoded,
             self._html_open,
-            self._html.template % html_encoded,
+            html % html_encoded,
             self._close,
         ]
         return b"".join(out)

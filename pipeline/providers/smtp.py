@@ -7,7 +7,10 @@ for a suppression), a refusal of the sender or the account pauses the send.
 
 A connection lost before the body was written means the server cannot have the
 message (safe to retry); lost once the final dot was written, the server may have
-it, and the result is ``UNKNOWN`` so nobody is mailed twice. ``push`` never
+it, and the result is ``UNKNOWN`` so nobody is mailed twice. The send loop uses the
+staged form (``stage``: MAIL, RCPT, DATA, pipelined when the server offers it, and the
+body; ``finish``: the final dot and its answer; or ``abort``), so the commit that
+marks a message in flight runs while the server receives it. ``push`` never
 raises part-way through a batch: what was accepted stays ``SENT``, what could not
 be handed over is ``NOT_TAKEN`` (unreachable) or ``SENDER`` (refused sender).
 """
@@ -116,6 +119,20 @@ def judge(stage: Stage, reply: Reply, key: str, address: str) -> Result:
     return Result.permanent(key, reason, reply.code, suppress=suppress)
 
 
+def _data(msg: OutgoingMessage) -> bytes:
+    """The message as DATA carries it: dot-stuffed, ending in CRLF (without the dot).
+    A message from MessageFactory has it ready (``smtp_data``, stuffed once per issue);
+    any other is stuffed here."""
+    body = getattr(msg, "smtp_data", None)
+    if body is None:
+        body = msg.raw
+        if body.startswith(b".") or b"\n." in body:
+            body = re.sub(rb"(?m)^\.", b"..", body)
+    if not body.endswith(b"\r\n"):
+        body += b"\r\n"
+    return body
+
+
 def _lost(exc: BaseException) -> str:
     """The class of a lost connection: smtplib reports its read timeout as a disconnect."""
     if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
@@ -211,9 +228,7 @@ class SmtpProvider:
             raise ConfigError(
                 "provider.smtp.username: is set but BRIEF_SMTP_PASSWORD is not in the environment"
             )
-        # RFC 2920 command pipelining when the server offers it ([provider.smtp]
-        # pipelining = false to never use it).
-        self.pipelining = bool(t.get("pipelining", True))
+        # RFC 2920 command pipelining, used whenever the server offers it.
         self._pipelining = False
         self._conn: smtplib.SMTP | None = None
         self._used_at = 0.0
@@ -264,7 +279,7 @@ class SmtpProvider:
             # which the server delays (40 ms on Linux), once per message.
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._conn = conn
-        self._pipelining = self.pipelining and conn.has_extn("pipelining")
+        self._pipelining = conn.has_extn("pipelining")
         self._used_at = time.monotonic()
         self.connects += 1
         return conn
@@ -468,11 +483,7 @@ class SmtpProvider:
                 refused = self._refused(open_, msg, stage, Reply.parse(code, resp))
                 return Staged(msg, refused), stage is Stage.MAIL and code == 421
         # Until the final dot is written the server cannot have accepted the message.
-        body = msg.raw
-        if body.startswith(b".") or b"\n." in body:
-            body = re.sub(rb"(?m)^\.", b"..", body)
-        if not body.endswith(b"\r\n"):
-            body += b"\r\n"
+        body = _data(msg)
         try:
             if with_dot:
                 conn.send(body + b".\r\n")

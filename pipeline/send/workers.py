@@ -5,7 +5,9 @@ then asks the desk (the thread that owns the database) for a go: the desk writes
 the previous call's answers and marks this call's rows ``inflight`` in one
 committed transaction, and only then may the worker push. So at any moment at
 most one provider call per worker is in doubt, whatever the chunk size; and when
-the desk says no (a stop, a pause), the worker gives the rest back untouched.
+the desk says no (a stop, a pause), the worker gives the rest back untouched. A
+provider that can stage a message (SMTP: everything but the final dot) stages it
+while the desk commits, and finishes it only on the go.
 """
 
 from __future__ import annotations
