@@ -115,7 +115,8 @@ class Handler(BaseHTTPRequestHandler):
                 assert {"From", "To", "Subject", "HtmlBody", "TextBody"} <= m.keys(), m.keys()
             to = [m["To"] for m in batch]
         else:
-            to = [""] * body.count(b'"Metadata": ')
+            # With or without a space after the colon; inside a body it would be \"Metadata\".
+            to = [""] * body.count(b'"Metadata":')
         with lock:
             total[0] += len(to)
             total[1] += 1
@@ -339,6 +340,7 @@ class Run:
 
     doc: dict
     peak_rss_mb: float
+    cpu_seconds: float  # user + system CPU of the child (os.wait4)
     wall: float
     started: float
     ended: float
@@ -390,6 +392,7 @@ def _measured(
     return Run(
         doc,
         round(usage.ru_maxrss / 1024, 1),
+        round(usage.ru_utime + usage.ru_stime, 2),
         round(ended - started, 2),
         started,
         ended,
@@ -578,6 +581,9 @@ def _send_row(run: Run, size: int) -> dict:
         "process_seconds": run.wall,
         "brief_per_s": rate,
         "peak_rss_mb": run.peak_rss_mb,
+        "cpu_seconds": run.cpu_seconds,
+        # CPU of the whole process (start-up and import included) per message sent
+        "cpu_us_per_msg": round(run.cpu_seconds / max(1, d.get("sent_now", 0)) * 1e6),
         "stopped": run.stopped,
     }
 
@@ -596,6 +602,7 @@ def step_smtp(kind: str, backend: str, size: int, o: Options) -> dict:
         "message_bytes": prep["message_bytes"],
         "raw_per_s": raw.doc["raw_per_s"],
         "raw_peak_rss_mb": raw.peak_rss_mb,
+        "raw_cpu_us_per_msg": round(raw.cpu_seconds / size * 1e6),
         "ratio": round(row["brief_per_s"] / raw.doc["raw_per_s"], 3),
         "sink_received": received,
     }

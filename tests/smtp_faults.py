@@ -18,7 +18,7 @@ import enum
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
@@ -78,6 +78,12 @@ class FaultySmtp:
 
     host: str = "127.0.0.1"
     port: int = 0
+    # Offer RFC 2920 PIPELINING in the EHLO reply (the commands are read one line at a
+    # time either way, so pipelined ones are answered in order as the RFC asks).
+    pipelining: bool = False
+    # Called with the recipients of each message as its final dot arrives, before the
+    # server answers or keeps it: a test looks at the client's state at that moment.
+    on_dot: Callable[[tuple[str, ...]], None] | None = None
     stall: float = 5.0  # how long a stall lasts (make it longer than the client's timeout)
     idle_timeout: float | None = None  # close a connection idle this long...
     idle_reply: str | None = "421 4.4.2 faulty.test Error: timeout exceeded"  # ...saying this
@@ -249,7 +255,9 @@ class FaultySmtp:
             if verb in ("EHLO", "HELO"):
                 await say("250-faulty.test" if verb == "EHLO" else "250 faulty.test")
                 if verb == "EHLO":
-                    await say("250 8BITMIME")
+                    await say(("250-" if self.pipelining else "250 ") + "8BITMIME")
+                    if self.pipelining:
+                        await say("250 PIPELINING")
             elif verb == "MAIL":
                 rcpts = []
                 with self._lock:
@@ -286,6 +294,8 @@ class FaultySmtp:
                     if not chunk:
                         return  # the client went away mid-DATA: nothing received
                     if chunk == b".\r\n":
+                        if self.on_dot is not None:
+                            self.on_dot(tuple(rcpts))
                         break
                     lines.append(chunk[1:] if chunk.startswith(b".") else chunk)
                     if fault is Fault.DROP_MID_DATA and len(lines) >= 3:

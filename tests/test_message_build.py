@@ -151,6 +151,56 @@ def test_any_name_and_body_round_trip_with_short_lines(settings, name, body):
     )
 
 
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(name=st.text(max_size=300), body=st.text(max_size=400))
+def test_json_parts_are_the_json_of_the_personalised_parts(settings, name, body):
+    """An HTTP request's bodies are joined from parts escaped once per issue: the bytes
+    must be exactly what ``json.dumps`` gives for the personalised text, whatever the
+    name and the content hold (quotes, backslashes, control and non-ASCII characters)."""
+    import json
+
+    from pipeline.send.message import MessageFactory
+
+    r = _rendered(html=f'<p a="%%">{body}%%BRIEF_NAME%%</p>', text=f"{body}%%BRIEF_NAME%%\\{body}")
+    msg = MessageFactory(r, settings, commit="x").build(
+        "k", "a@example.com", name, _values(name=name)
+    )
+    for which in ("html", "text"):
+        joined = msg.json_part(which)
+        assert json.loads(joined) == getattr(msg, which)
+        assert joined == json.dumps(getattr(msg, which), ensure_ascii=False).encode()
+
+
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.text(max_size=100),
+    body=st.text(alphabet=st.sampled_from(".\n\r a=é"), max_size=300),
+)
+def test_smtp_data_is_the_message_dot_stuffed_whatever_starts_a_line(settings, name, body):
+    """SMTP's DATA is stuffed once per issue and per value, not per message: it must be
+    exactly the message with each line that starts with "." doubled (RFC 5321 §4.5.2),
+    whatever the content and the name put at a line's start."""
+    import re
+
+    from pipeline.send.message import MessageFactory
+
+    r = _rendered(html=f"<p>{body}%%BRIEF_NAME%%{body}</p>", text=f"{body}%%BRIEF_NAME%%{body}")
+    msg = MessageFactory(r, settings, commit="x").build(
+        "k", "a@example.com", name, _values(name=f".{name}")
+    )
+    data, raw = msg.smtp_data, msg.raw
+
+    def undated(b: bytes) -> bytes:  # the two were built apart: a second may have passed
+        return re.sub(rb"(?m)^Date: .*$", b"Date: -", b)
+
+    assert undated(data) == undated(re.sub(rb"(?m)^\.", b"..", raw))
+    assert data.endswith(b"\r\n")
+
+
 def test_test_copy_subject_and_sample_message(settings):
     from pipeline.send.message import sample_message, test_copy
 

@@ -228,6 +228,31 @@ def test_postmark_posts_one_batch_with_token_stream_and_personal_bodies(
     assert "To" not in headers and "Subject" not in headers
 
 
+def test_postmark_batch_elements_are_each_messages_own_parts_and_fields(
+    http_settings, http_messages, httpserver
+):
+    # The batch is joined from JSON bytes (bodies escaped once per issue), not json.dumps
+    # of the whole list: what the service parses must still be each message's own parts.
+    httpserver.expect_request("/email/batch", method="POST").respond_with_json(
+        [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}", "To": "x"} for i in range(3)]
+    )
+    provider = _provider("postmark", http_settings)
+    msgs = http_messages(provider.settings)
+    provider.push(msgs)
+
+    request = httpserver.log[0][0]
+    assert request.headers["Content-Type"] == "application/json"
+    sent = json.loads(request.get_data())
+    assert [(e["HtmlBody"], e["TextBody"]) for e in sent] == [(m.html, m.text) for m in msgs]
+    assert [e["To"] for e in sent] == [
+        "Ada Lovelace <ada@example.org>",
+        '"Pat O\'Brien & <Co>" <obrien@example.net>',
+        "anon@example.com",
+    ]
+    assert [e["Metadata"] for e in sent] == [{"brief_key": m.key} for m in msgs]
+    assert all(e["Subject"] == "Issue 7: ReLU" for e in sent)
+
+
 def test_postmark_maps_each_error_code_in_a_200_batch(http_settings, http_messages, httpserver):
     httpserver.expect_request("/email/batch", method="POST").respond_with_json(
         [

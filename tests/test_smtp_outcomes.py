@@ -361,3 +361,65 @@ def test_soft_bounce_retried_past_idle_timeouts_records_the_servers_answer(send_
     assert (email, state) == ("reader2@example.com", "failed")
     assert "Mailbox full" in reason and "connection" not in reason
     assert faulty_smtp.rcpt_tries("reader2@example.com") == ["452 4.2.2 Mailbox full"] * 2
+
+
+# ---------------------------------------------------------------------------
+# The staged push: envelope and body while the row is marked in flight, then the dot
+
+
+def _states_by_email(engine) -> dict[str, str]:
+    import sqlalchemy as sa
+
+    from pipeline.store.schema import deliveries, subscribers
+
+    q = sa.select(subscribers.c.email, deliveries.c.state).join(
+        subscribers, subscribers.c.id == deliveries.c.subscriber_id
+    )
+    with engine.connect() as conn:  # a connection of its own: only what is committed
+        return {email: state for email, state in conn.execute(q)}
+
+
+def test_the_server_gets_a_final_dot_only_once_its_row_is_committed_in_flight(
+    send_env, faulty_smtp
+):
+    """The worker writes MAIL, RCPT, DATA and the body while the desk commits the row
+    in flight; the final dot, what lets the server deliver, must wait for that commit,
+    or a crash could leave a delivered message whose row goes back to pending."""
+    env = send_env(faulty_smtp, concurrency=3, batch_size=10)
+    emails = subscribe_many(env.engine, 30)
+    at_dot: dict[str, str] = {}
+
+    def on_dot(rcpts: tuple[str, ...]) -> None:
+        states = _states_by_email(env.engine)
+        at_dot.update({a: states[a] for a in rcpts})
+
+    faulty_smtp.on_dot = on_dot
+    report = env.send()
+    assert report.state == "sent" and report.sent == 30
+    assert at_dot == {a: "inflight" for a in emails}
+
+
+def test_a_stop_while_messages_are_staged_delivers_none_of_them(send_env, faulty_smtp):
+    """A stop refuses the go of messages already staged (body written, dot not): the
+    worker leaves them without the dot, the server drops them, and their rows go back
+    to pending. What the server kept is exactly what the ledger says was sent."""
+    env = send_env(faulty_smtp, concurrency=3, batch_size=10)
+    subscribe_many(env.engine, 60)
+    stop = threading.Event()
+    dots = []
+
+    def on_dot(rcpts: tuple[str, ...]) -> None:
+        dots.append(rcpts)
+        if len(dots) == 8:
+            stop.set()
+            time.sleep(0.3)  # the other workers stage their next message meanwhile
+
+    faulty_smtp.on_dot = on_dot
+    report = env.send(stop=stop)
+    states = _states_by_email(env.engine)
+    assert report.stopped and 0 < report.sent < 60
+    assert faulty_smtp.twice() == {}
+    assert sorted(faulty_smtp.per_recipient()) == sorted(
+        a for a, s in states.items() if s == "sent"
+    )
+    assert report.unknown == 0 and report.pending == 60 - report.sent

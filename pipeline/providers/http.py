@@ -17,7 +17,7 @@ import html
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -298,6 +298,48 @@ def retarget(template: str, markers: Mapping[str, str]) -> str:
 def html_value(value: str) -> str:
     """A value as it goes into HTML: escaped, as MessageFactory does for its html part."""
     return html.escape(value, quote=True)
+
+
+def json_part(message: OutgoingMessage, which: str) -> list[bytes]:
+    """The message's ``html`` or ``text`` part as a JSON string literal (UTF-8), in
+    pieces to join into the request body.
+
+    A message from ``MessageFactory`` gives the part's pieces escaped once per issue
+    and its values (``json_pieces``): the body is then the only copy of the part;
+    any other message gets ``json.dumps`` of the part.
+    """
+    pieces = getattr(message, "json_pieces", None)
+    if pieces is not None:
+        return pieces(which)
+    return [json.dumps(getattr(message, which), ensure_ascii=False).encode("utf-8")]
+
+
+# One encoder for the small per-message fields (json.dumps with options builds one a call).
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def json_object(fields: Mapping[str, Any], parts: Mapping[str, list[bytes]]) -> list[bytes]:
+    """One JSON object as pieces to join: ``parts`` (names -> JSON values in pieces,
+    encoded already) then ``fields``. Pieces, so that a whole batch is joined once."""
+    rest = _COMPACT.encode(fields).encode("utf-8")
+    out: list[bytes] = []
+    for k, v in parts.items():
+        out += (b"," if out else b"{", _COMPACT.encode(k).encode("utf-8"), b":", *v)
+    if not out:
+        return [rest]
+    out.append(b"," + rest[1:] if rest != b"{}" else b"}")
+    return out
+
+
+def json_array(elements: Iterable[list[bytes]]) -> bytes:
+    """A JSON array of elements given as pieces, joined in one copy."""
+    out = [b"["]
+    for element in elements:
+        if len(out) > 1:
+            out.append(b",")
+        out += element
+    out.append(b"]")
+    return b"".join(out)
 
 
 def compact_json(value: Any) -> str:

@@ -24,6 +24,9 @@ from pipeline.providers.http import (
     body_json,
     custom_headers,
     from_field,
+    json_array,
+    json_object,
+    json_part,
     refuse_credentials,
     require_secret,
     status_failure,
@@ -66,14 +69,16 @@ class PostmarkProvider(HttpProvider):
     def _prepare(self, session: requests.Session) -> None:
         session.headers["X-Postmark-Server-Token"] = self._token
 
-    def _message(self, m: OutgoingMessage) -> dict[str, Any]:
+    def _message(self, m: OutgoingMessage) -> list[bytes]:
+        """One element of the batch as JSON; the two bodies are joined in as JSON bytes
+        (``json_part``) instead of building each part as text and encoding 40 KB of it
+        again per recipient: that was most of a batch's CPU, and 4 workers each holding
+        500 parts, their JSON text and its bytes was most of the send's memory."""
         c = m.content
         body: dict[str, Any] = {
             "From": from_field(m),
             "To": to_field(m),
             "Subject": c.subject,
-            "HtmlBody": m.html,
-            "TextBody": m.text,
             "Headers": [
                 {"Name": k, "Value": v} for k, v in custom_headers(c.headers, m.headers).items()
             ],
@@ -83,10 +88,12 @@ class PostmarkProvider(HttpProvider):
             body["ReplyTo"] = c.reply_to
         if self.message_stream:
             body["MessageStream"] = self.message_stream
-        return body
+        parts = {"HtmlBody": json_part(m, "html"), "TextBody": json_part(m, "text")}
+        return json_object(body, parts)
 
     def _push(self, batch: list[OutgoingMessage]) -> Answer:
-        answer = self._post("/email/batch", json=[self._message(m) for m in batch])
+        data = json_array(self._message(m) for m in batch)
+        answer = self._post("/email/batch", data=data, headers={"Content-Type": "application/json"})
         if isinstance(answer, Failure):
             return answer.results(batch)
         data = body_json(answer)
