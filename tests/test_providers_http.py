@@ -237,7 +237,7 @@ def test_postmark_batch_elements_are_each_messages_own_parts_and_fields(
         [{"ErrorCode": 0, "Message": "OK", "MessageID": f"pm-{i}", "To": "x"} for i in range(3)]
     )
     provider = _provider("postmark", http_settings)
-    msgs = http_messages(provider.settings)
+    msgs = http_messages(http_settings.last)
     provider.push(msgs)
 
     request = httpserver.log[0][0]
