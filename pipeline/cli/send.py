@@ -5,6 +5,13 @@ from __future__ import annotations
 import click
 
 from pipeline.cli.main import Env, print_json
+from pipeline.content.assemble import mark_status
+from pipeline.errors import BriefError, NotFound, SendError, SendStopped
+from pipeline.providers import load_provider
+from pipeline.providers.base import KeepsFiles
+from pipeline.send import check_sendable, plan, render, send_campaign, send_test, stop_on_signals
+from pipeline.send import dry_run as plan_json
+from pipeline.store import ledger
 
 
 @click.command()
@@ -66,9 +73,6 @@ def send(
     unknown (a crash while the provider held them) the exit code is 1 until
     --retry-unknown or --write-off-unknown decides them.
     """
-    from pipeline.errors import SendError
-    from pipeline.send import check_sendable, render
-
     if retry_unknown and write_off_unknown:
         raise click.UsageError("--retry-unknown and --write-off-unknown exclude each other")
     settings = env.settings
@@ -76,8 +80,6 @@ def send(
     issue = library.issue(issue_ref)
     list_name = list_name or settings.newsletter.default_list
     if to_address:
-        from pipeline.send import send_test
-
         result = send_test(settings, library, issue, to_address)
         if as_json:
             print_json(
@@ -98,12 +100,8 @@ def send(
         return
     engine = env.engine()
     rendered = render(issue, library, settings)
-    from pipeline.send import plan
-
     planned = plan(engine, settings, issue, list_name, rendered=rendered, include_new=include_new)
     if dry_run:
-        from pipeline.send import dry_run as plan_json
-
         if as_json:
             print_json(
                 plan_json(
@@ -148,8 +146,6 @@ def send(
         join=join,
     )
     if report.state == "sent" and issue.status != "sent" and issue.path.exists():
-        from pipeline.content.assemble import mark_status
-
         mark_status(issue.path, "sent")
     if as_json:
         print_json(_report_json(report))
@@ -161,8 +157,6 @@ def send(
 def _raise_unless_done(report, issue) -> None:
     """The exit code says whether the send is finished: 0 sent, 75 stopped (resume by
     running again), 1 paused or unknown deliveries waiting for a decision."""
-    from pipeline.errors import SendError, SendStopped
-
     if report.stopped:
         raise SendStopped(
             f"send stopped with {report.pending} left and nothing in doubt; run "
@@ -182,8 +176,6 @@ def _run_with_progress(env, library, issue, list_name, rendered, quiet, **option
     import threading
 
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-    from pipeline.send import send_campaign, stop_on_signals
 
     stop = threading.Event()
     console = _stderr_console()
@@ -280,10 +272,6 @@ def _failure_line(f) -> str:
 def _kept_folder(settings, provider_name: str, issue_number: int):
     """Where the sent messages are when the provider keeps them as files (the outbox);
     asked of the provider built through the registry, like any other."""
-    from pipeline.errors import BriefError
-    from pipeline.providers import load_provider
-    from pipeline.providers.base import KeepsFiles
-
     try:
         provider = load_provider(settings, provider_name)
     except BriefError:  # not buildable here (uninstalled, no secrets): it keeps no files here
@@ -332,9 +320,6 @@ def _print_report(report, settings, issue) -> None:
 @click.pass_obj
 def status(env: Env, issue_ref: str, list_name: str | None, as_json: bool) -> None:
     """Counts by state, the rate achieved and failures by reason for each send of ISSUE."""
-    from pipeline.errors import NotFound
-    from pipeline.store import ledger
-
     text = issue_ref.lstrip("0") or "0"
     number = int(text) if text.isdigit() else env.library().issue(issue_ref).number
     engine = env.engine()

@@ -9,11 +9,30 @@ from __future__ import annotations
 import csv
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import click
 
-from pipeline.errors import StoreError
+from pipeline.errors import ProviderError, StoreError
+from pipeline.send.notices import send_confirmation
+from pipeline.store import (
+    add_subscriber,
+    count,
+    create_list,
+    delete_list,
+    export_csv,
+    forget,
+    import_csv,
+    list_subscribers,
+    show,
+    unsubscribe_by_address,
+    upgrade,
+)
+from pipeline.store import lists as all_lists
+from pipeline.store.copy import copy_store
+from pipeline.store.importer import neutralise, suppressions_beside
+from pipeline.store.lists import Visibility, find_list, update_list
 
 
 def _console():  # type: ignore[no-untyped-def]
@@ -86,9 +105,6 @@ def lists() -> None:
 @click.pass_obj
 def lists_create(env: Any, name: str, description: str, title: str, private: bool) -> None:
     """Create a list NAME (lower-case letters, digits, - and _)."""
-    from pipeline.store import create_list
-    from pipeline.store.lists import Visibility
-
     visibility = Visibility.PRIVATE if private else Visibility.PUBLIC
     create_list(env.engine(), name, description, title=title, visibility=visibility)
     click.echo(f"created {visibility.value} list {name}" + (f" ({title.strip()})" if title else ""))
@@ -102,8 +118,6 @@ def lists_create(env: Any, name: str, description: str, title: str, private: boo
 @click.pass_obj
 def lists_edit(env: Any, name: str, title: str | None, visibility: str | None) -> None:
     """Change list NAME's title or visibility."""
-    from pipeline.store.lists import Visibility, update_list
-
     update_list(
         env.engine(),
         name,
@@ -118,8 +132,6 @@ def lists_edit(env: Any, name: str, title: str | None, visibility: str | None) -
 @click.pass_obj
 def lists_list(env: Any, as_json: bool) -> None:
     """Show every list with its member counts."""
-    from pipeline.store import lists as all_lists
-
     found = all_lists(env.engine())
     if as_json:
         _json([f.__dict__ for f in found])
@@ -140,8 +152,6 @@ def lists_list(env: Any, as_json: bool) -> None:
 @click.pass_obj
 def lists_delete(env: Any, name: str, force: bool) -> None:
     """Delete list NAME (refused while it has members, unless --force)."""
-    from pipeline.store import delete_list
-
     removed = delete_list(env.engine(), name, force=force)
     click.echo(f"deleted list {name} ({removed} membership(s) removed)")
 
@@ -174,8 +184,6 @@ def subscribers_add(
     source: str | None,
 ) -> None:
     """Subscribe EMAIL; without --confirmed they get a confirmation email (double opt-in)."""
-    from pipeline.store import add_subscriber
-
     engine = env.engine()
     result = add_subscriber(
         engine,
@@ -193,14 +201,9 @@ def subscribers_add(
 
 def _send_confirmation(env: Any, engine: Any, result: Any, name: str | None) -> None:
     """Mail the pending member their link; the link itself is theirs, never printed."""
-    from pipeline.errors import ProviderError
-    from pipeline.send.notices import send_confirmation
-    from pipeline.store import show
-
     if name is None:
         name = show(engine, result.email).name  # greet a returning person by their name
     provider = env.settings.provider.name
-    from pipeline.store.lists import find_list
 
     found = find_list(engine, result.list_name)
     sent = send_confirmation(
@@ -233,15 +236,11 @@ def subscribers_list(
     env: Any, list_name: str | None, status: str | None, as_json: bool, as_csv: bool
 ) -> None:
     """List memberships, optionally of one list and status."""
-    from pipeline.store import list_subscribers
-
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     rows = list_subscribers(env.engine(), list_name=list_name, status=status)
     fields = ["email", "name", "list", "status", "consent_source", "consent_at", "confirmed_at"]
     if as_csv:
-        from pipeline.store.importer import neutralise
-
         writer = csv.writer(_Echo(), lineterminator="\n")
         writer.writerow(fields)
         for r in rows:
@@ -283,8 +282,6 @@ def subscribers_list(
 @click.pass_obj
 def subscribers_show(env: Any, email: str, as_json: bool) -> None:
     """Show EMAIL's memberships and full consent history."""
-    from pipeline.store import show
-
     d = show(env.engine(), email)
     if as_json:
         _json(
@@ -339,8 +336,6 @@ def subscribers_show(env: Any, email: str, as_json: bool) -> None:
 @click.pass_obj
 def subscribers_unsubscribe(env: Any, email: str, list_name: str | None, source: str) -> None:
     """Unsubscribe EMAIL from one list, or from everything (which also suppresses)."""
-    from pipeline.store import unsubscribe_by_address
-
     if "@" not in email:
         raise StoreError(f"{email!r} is not an email address")
     changed = unsubscribe_by_address(env.engine(), email, list_name=list_name, source=source)
@@ -402,11 +397,6 @@ def subscribers_import(
     without --confirmed stay pending and get no email. To ask one of them, run
     `brief subscribers add EMAIL`, which sends the confirmation.
     """
-    from pathlib import Path
-
-    from pipeline.store import import_csv
-    from pipeline.store.importer import suppressions_beside
-
     if suppressions is None and suppressions_beside(file).is_file():
         suppressions = str(suppressions_beside(file))
     report = import_csv(
@@ -465,9 +455,6 @@ def subscribers_export(
 
     `brief subscribers import FILE` in another store reads both and gives the same
     people, lists, statuses and consent back."""
-    from pipeline.store import export_csv
-    from pipeline.store.importer import suppressions_beside
-
     if suppressions is None and out:
         suppressions = str(suppressions_beside(out))
     n = export_csv(
@@ -493,8 +480,6 @@ def subscribers_export(
 @click.pass_obj
 def subscribers_forget(env: Any, email: str, yes: bool) -> None:
     """Erase EMAIL and their data; a hashed suppression stops any re-import."""
-    from pipeline.store import forget
-
     if not yes:
         click.confirm(f"erase {email} and all their data for good?", abort=True)
     found = forget(env.engine(), email)
@@ -506,8 +491,6 @@ def subscribers_forget(env: Any, email: str, yes: bool) -> None:
 @click.pass_obj
 def subscribers_count(env: Any, as_json: bool) -> None:
     """Count memberships per list and status."""
-    from pipeline.store import count
-
     rows = count(env.engine())
     if as_json:
         data: dict[str, dict[str, int]] = {}
@@ -537,8 +520,6 @@ def db() -> None:
 @click.pass_obj
 def db_upgrade(env: Any) -> None:
     """Apply every pending migration (also done automatically on first use)."""
-    from pipeline.store import upgrade
-
     heads = upgrade(env.settings.database.url)
     click.echo(f"database at revision {', '.join(heads)}")
 
@@ -564,7 +545,6 @@ def db_copy(env: Any, to_url: str, batch_size: int) -> None:
 
     Resumable: after an interruption, run the same command again.
     """
-    from pipeline.store.copy import copy_store
 
     def progress(table: str, done: int, total: int) -> None:
         click.echo(f"  {table}: {done}/{total}")

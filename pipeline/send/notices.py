@@ -29,7 +29,13 @@ from pipeline.config import Settings
 from pipeline.content.library import Library
 from pipeline.errors import BriefError, NotFound, ProviderError, StoreError
 from pipeline.providers.base import Result
+from pipeline.render.site import archive, issue_path
 from pipeline.render.templating import environment, render_template
+from pipeline.send.oneoff import send_one
+from pipeline.store import add_subscriber, show
+from pipeline.store.db import as_utc, reading, transaction, utcnow
+from pipeline.store.lists import find_list
+from pipeline.store.schema import notices
 
 log = logging.getLogger("brief.notices")
 
@@ -69,12 +75,6 @@ class DrainReport:
     given_up: int = 0
 
 
-def _table():
-    from pipeline.store.schema import notices
-
-    return notices
-
-
 def _enqueue(
     engine: Engine,
     kind: NoticeKind,
@@ -84,14 +84,10 @@ def _enqueue(
     source: str,
     token: str | None = None,
 ) -> None:
-    from pipeline.store.db import transaction, utcnow
-
     now = utcnow()
     with transaction(engine) as conn:
         conn.execute(
-            _table()
-            .insert()
-            .values(
+            notices.insert().values(
                 kind=kind.value,
                 email=email,
                 name=name,
@@ -128,9 +124,7 @@ def enqueue_welcome(
 
 def queued(engine: Engine) -> list[Notice]:
     """Every queued row, oldest first."""
-    from pipeline.store.db import as_utc, reading
-
-    t = _table()
+    t = notices
     with reading(engine) as conn:
         rows = conn.execute(sa.select(t).order_by(t.c.id)).all()
     return [
@@ -163,10 +157,8 @@ def drain(
 ) -> DrainReport:
     """Send every queued mail that is due (at most ``limit``); safe to run in several
     processes at once, each row is claimed before it is sent."""
-    from pipeline.store.db import reading, transaction
-
     now = now or datetime.now(UTC)
-    t = _table()
+    t = notices
     with reading(engine) as conn:  # only the claim below writes
         due = conn.execute(
             sa.select(t).where(t.c.due_at <= now).order_by(t.c.id).limit(limit)
@@ -217,9 +209,6 @@ def _deliver(
     """Send one row's mail; None when there is nothing to send after all."""
     kind = NoticeKind(row.kind)
     if kind is NoticeKind.SUBSCRIBE:
-        from pipeline.store import add_subscriber
-        from pipeline.store.db import transaction
-
         try:
             added = add_subscriber(
                 engine, row.email, row.name, list_name=row.list_name, source=row.source
@@ -231,9 +220,8 @@ def _deliver(
         # From now on a retry resends this link; it never adds the person again.
         with transaction(engine) as conn:
             conn.execute(
-                _table()
-                .update()
-                .where(_table().c.id == row.id)
+                notices.update()
+                .where(notices.c.id == row.id)
                 .values(kind=NoticeKind.CONFIRMATION.value, token=added.confirm_token)
             )
         return send_confirmation(
@@ -278,8 +266,6 @@ def list_label(settings: Settings, list_name: str | None, title: str | None = No
 
 
 def _title_of(engine: Engine, list_name: str) -> str:
-    from pipeline.store.lists import find_list
-
     found = find_list(engine, list_name)
     return found.title if found is not None else ""
 
@@ -317,8 +303,6 @@ def send_welcome(
 ) -> Result:
     """Welcome a newly confirmed member of ``list_name``, with the latest sent issue's link
     (none when ``library`` is None) and their unsubscribe link."""
-    from pipeline.store import show
-
     detail = show(engine, email)
     unsub = next(
         (m.unsubscribe_token for m in detail.memberships if m.list_name == list_name), None
@@ -340,8 +324,6 @@ def _latest(settings: Settings, library: Library | None) -> dict[str, str] | Non
     """The newest sent issue as ``{subject, url}``, or None before the first send."""
     if library is None:
         return None
-    from pipeline.render.site import archive, issue_path
-
     sent = archive(library).issues
     if not sent:
         return None
@@ -360,8 +342,6 @@ def _send(
     name: str | None,
     values: dict[str, Any],
 ) -> Result:
-    from pipeline.send import send_one
-
     env = env or environment(settings)
     text = render_template(env, f"email/{kind}.txt.j2", **values)
     html = render_template(env, f"email/{kind}.html.j2", **values)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.store.normalise import CONTROL
+
 # Older signed timestamps are refused: a captured request cannot be replayed later.
 REPLAY_WINDOW = timedelta(minutes=5)
 KINDS = ("hard_bounce", "soft_bounce", "complaint")
@@ -62,8 +64,6 @@ def unix_time(text: str | None) -> datetime:
 def clean_text(text: object) -> str:
     """Text from outside as the store may keep it: control characters (NUL included) and
     line separators become spaces. The one cleaning every webhook and form value passes."""
-    from pipeline.store.normalise import CONTROL
-
     return CONTROL.sub(" ", str(text or ""))
 
 

@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from pipeline.plugins import TableSchema
+from pipeline.providers.http import KEY_FIELD
+from pipeline.providers.resend import key_from_tag
 from pipeline.webhooks.common import (
     BadPayload,
     Event,
@@ -103,9 +105,6 @@ def _verify(
 def _delivery_key(tags: object) -> str | None:
     """The delivery key our ``brief_key`` tag carries: Resend documents ``tags`` as a list
     of ``{name, value}``; some payloads show an object of name -> value."""
-    from pipeline.providers.http import KEY_FIELD
-    from pipeline.providers.resend import key_from_tag
-
     if isinstance(tags, dict):
         value = tags.get(KEY_FIELD)
     elif isinstance(tags, list):

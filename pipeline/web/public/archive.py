@@ -1,0 +1,38 @@
+"""The web archive: every other GET, served from ``pipeline.render.site`` (the same pages
+as the static build), rebuilt when the content changes."""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from pipeline.errors import BriefError
+from pipeline.render.site import pages
+from pipeline.web.public.context import state_of
+
+log = logging.getLogger("brief.web")
+
+
+async def archive_page(request: Request) -> Response:
+    """GET/HEAD of any other path: an archive page, the feed, or the 404 page."""
+    s = state_of(request)
+    path = request.url.path
+    try:
+        site = await run_in_threadpool(lambda: pages(s.library(), s.settings))
+    except BriefError:
+        log.exception("the archive cannot be built from the content")
+        return s.message("Back soon", "The archive is being updated.", status=503)
+    if path not in site:
+        if not path.endswith("/") and f"{path}/" in site:
+            return RedirectResponse(f"{path}/", status_code=301)
+        return s.not_found()
+    found = site[path]
+    body = await run_in_threadpool(found.render)
+    return Response(
+        body,
+        media_type=found.content_type.split(";")[0],
+        headers={"cache-control": "public, max-age=300"},
+    )
