@@ -31,7 +31,7 @@ from pipeline.content.library import Issue, Library
 from pipeline.errors import SendError
 from pipeline.providers import load_provider
 from pipeline.providers.base import Provider
-from pipeline.send.message import MessageFactory
+from pipeline.send.message import MessageFactory, sample_values
 from pipeline.send.outcomes import RETRY_BASE, Guard, Judge
 from pipeline.send.ratelimit import RateLimiter
 from pipeline.send.workers import Answer, Chunk, Step, Worker, delivery_key
@@ -105,7 +105,8 @@ def check_sendable(issue: Issue, force: bool) -> None:
 
 
 def render(issue: Issue, library: Library, settings: Settings) -> Any:
-    """Render the issue once (imported here so sending alone stays light)."""
+    """Render the issue once. Imported here, not at the top: the package's modules
+    (message, workers) must not load Jinja2 and MJML into a send worker."""
     from pipeline.render.issue import render_issue
 
     return render_issue(issue, library, settings)
@@ -541,8 +542,6 @@ def plan(
     include_new: bool = False,
 ) -> Plan:
     """The count, the first recipients and one message's size of the next run of a send."""
-    from pipeline.send.message import sample_values
-
     factory = MessageFactory(rendered, settings, list_name=list_name)
     camp = lg.find_campaign(engine, issue.number, list_name)
     resume = camp is not None and camp.total > 0
