@@ -136,7 +136,7 @@ def test_addresses_with_spaces_or_newlines_are_refused(settings):
 )
 @given(name=st.text(max_size=300), body=st.text(max_size=400))
 def test_any_name_and_body_round_trip_with_short_lines(settings, name, body):
-    from pipeline.send.message import MessageFactory, clean_name
+    from pipeline.send.message import MessageFactory, display_name
 
     r = _rendered(html=f"<p>{body}%%BRIEF_NAME%%</p>", text=f"{body}%%BRIEF_NAME%%{body}")
     msg = MessageFactory(r, settings, commit="x").build(
@@ -147,7 +147,7 @@ def test_any_name_and_body_round_trip_with_short_lines(settings, name, body):
     m = _parse(msg.raw)
     norm = body.replace("\r\n", "\n").replace("\r", "\n")
     assert m.get_body(("plain",)).get_content().replace("\r\n", "\n") == (
-        f"{norm}{clean_name(name)}{norm}"
+        f"{norm}{display_name(name)}{norm}"
     )
 
 

@@ -146,7 +146,7 @@ def dot_stuff(data: bytes) -> bytes:
     return b"." + data if data.startswith(b".") else data
 
 
-def clean_name(name: str | None) -> str:
+def display_name(name: str | None) -> str:
     """A display name safe for a header and a greeting: control characters become spaces."""
     if not name:
         return ""
@@ -178,7 +178,7 @@ def _encoded_word(text: str, header_name: str) -> str:
 def format_address(name: str | None, address: str, header_name: str = "To") -> str:
     """``Name <address>`` with the name quoted or RFC 2047 encoded as needed."""
     address = check_address(address)
-    name = clean_name(name)
+    name = display_name(name)
     if not name:
         return address
     if name.isascii():
@@ -191,7 +191,7 @@ def format_address(name: str | None, address: str, header_name: str = "To") -> s
 
 def _header_text(name: str, value: str) -> bytes:
     """One unstructured header, encoded when non-ASCII and folded when long."""
-    value = clean_name(value)
+    value = display_name(value)
     if value.isascii() and len(name) + len(value) < 76:
         line = f"{name}: {value}"
     elif value.isascii():
@@ -366,7 +366,7 @@ class MessageFactory:
         """One recipient's complete message: headers, then both parts with ``values`` in."""
         values = dict(values)
         if "name" in values:
-            values["name"] = clean_name(values["name"])
+            values["name"] = display_name(values["name"])
         _values_for(values, self._slots)
         to_address = check_address(to_address)
         to = format_address(to_name, to_address)
@@ -385,7 +385,7 @@ class MessageFactory:
             factory=self,
             key=key,
             to_address=to_address,
-            to_name=clean_name(to_name) or None,
+            to_name=display_name(to_name) or None,
             content=self.content,
             values=values,
             headers=headers,
@@ -446,7 +446,7 @@ def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
     # cached_property holds one lock for all instances, so four send workers queued on
     # it for each token (6% of a batch send's samples, most of them waiting).
     r = recipient
-    name = clean_name(r.name)
+    name = display_name(r.name)
     return {
         "name": name,
         "greeting": settings.newsletter.greet(name),
@@ -461,7 +461,7 @@ def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
     base = settings.newsletter.base_url
     return {
         "name": name,
-        "greeting": settings.newsletter.greet(clean_name(name)),
+        "greeting": settings.newsletter.greet(display_name(name)),
         "unsubscribe_url": f"{base}/unsubscribe/sample",
         "preferences_url": f"{base}/preferences/sample",
     }

@@ -44,10 +44,10 @@ from pipeline.store.import_shapes import (
 from pipeline.store.lists import check_list_name, list_for_write, list_id_conn
 from pipeline.store.normalise import (
     clean_attributes,
-    clean_name,
     clean_source,
     hash_normalised,
     normalise_email,
+    normalise_name,
 )
 from pipeline.store.schema import (
     UTC_TIME,
@@ -226,11 +226,11 @@ def _attributes(row: list[str], lay: Layout) -> str:
 
 def _name(cells: Mapping[Field, str]) -> str | None:
     if Field.NAME in cells and cells[Field.NAME].strip():
-        return clean_name(cells[Field.NAME])
+        return normalise_name(cells[Field.NAME])
     if Field.FIRST_NAME not in cells and Field.LAST_NAME not in cells:
         return None
     parts = [cells.get(Field.FIRST_NAME, "").strip(), cells.get(Field.LAST_NAME, "").strip()]
-    return clean_name(" ".join(p for p in parts if p))
+    return normalise_name(" ".join(p for p in parts if p))
 
 
 class _Lists:

@@ -98,7 +98,7 @@ def hash_normalised(normalised: str) -> str:
     return hashlib.sha256(normalised.lower().encode("utf-8")).hexdigest()
 
 
-def clean_name(raw: str | None) -> str | None:
+def normalise_name(raw: str | None) -> str | None:
     """A display name safe for headers: NFC, trimmed, no control characters, bounded length.
 
     Empty means no name. Refuses (``StoreError``) rather than silently rewriting.

@@ -16,10 +16,10 @@ from pipeline.store.events import log_event
 from pipeline.store.lists import list_for_write, list_id_conn
 from pipeline.store.normalise import (
     clean_attributes,
-    clean_name,
     clean_source,
     hash_normalised,
     normalise_email,
+    normalise_name,
 )
 from pipeline.store.schema import STATUSES, events, lists, memberships, subscribers, suppressions
 from pipeline.store.suppress import (
@@ -148,7 +148,7 @@ def add_subscriber(
     """
     address = normalise_email(email)
     hashed = hash_normalised(address)
-    clean = clean_name(name)
+    clean = normalise_name(name)
     attrs = clean_attributes(attributes)
     source = clean_source(source, "cli")
     now = utcnow()

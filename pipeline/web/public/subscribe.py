@@ -9,7 +9,7 @@ from starlette.responses import HTMLResponse, Response
 from pipeline.errors import StoreError
 from pipeline.send.notices import enqueue_subscribe
 from pipeline.store import normalise_email
-from pipeline.store.normalise import clean_name
+from pipeline.store.normalise import normalise_name
 from pipeline.store.rate_hits import allow
 from pipeline.web.public.context import first, form, state_of
 from pipeline.web.security import same_origin
@@ -53,7 +53,7 @@ async def subscribe(request: Request) -> Response:
     except StoreError:
         return again("That does not look like an email address. Please check it.")
     try:
-        name = clean_name(name)
+        name = normalise_name(name)
     except StoreError:
         return again("Please shorten your name (200 characters at most).")
     web = settings.web
