@@ -89,8 +89,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        # NORMAL is durable across application crashes in WAL mode and much faster.
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        # FULL, not NORMAL: in WAL mode NORMAL survives a crash of the process but a power
+        # cut may undo the last commits, and the send ledger's promise (a message is marked
+        # in flight, durably, before the provider is told to take it) must hold then too.
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")
