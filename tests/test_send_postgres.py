@@ -299,3 +299,23 @@ def test_scheduler_reads_slot_events_and_the_ledger_on_each_backend(send_env, sm
     assert env.send().state == "sent"
     state = read_state(env.engine, env.library, [slot], "main")  # the file as it was read
     assert state.held == {} and state.sent == frozenset({1})
+
+
+def test_a_stop_when_nothing_is_left_to_send_ends_the_campaign_sent(send_env, smtp_sink):
+    """A joined sender stopped after the others finished every row must write `sent`, not
+    `paused` (found by the workers_may_join test: all 300 sent, campaign left paused)."""
+    import threading
+
+    from pipeline.store import ledger as lg
+
+    env = send_env(smtp_sink)
+    subscribe_many(env.engine, 3)
+    assert env.send().state == "sent"
+    campaign = lg.find_campaign(env.engine, 1, "main")
+    # As a sender that finished first leaves it while another still held rows.
+    lg.set_state(env.engine, campaign.id, lg.CampaignState.SENDING, None)
+    stop = threading.Event()
+    stop.set()
+    report = env.send(stop=stop)
+    assert report.state == "sent" and report.sent == 3 and report.pause_kind is None
+    assert lg.find_campaign(env.engine, 1, "main").state == "sent"

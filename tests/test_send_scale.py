@@ -19,6 +19,32 @@ def pg_store_url() -> Iterator[str]:
         yield url
 
 
+def _start_send(project, *args: str):
+    """``brief send 1 --yes`` (plus ``args``) in the background, as an operator starts it."""
+    import os
+    import subprocess
+
+    from tests.test_send_cli import BRIEF
+
+    return subprocess.Popen(
+        [*BRIEF, "send", "1", "--yes", *args],
+        env={**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")},
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(sink, count: int, seconds: float = 30) -> None:
+    """Until the sink has ``count`` messages (or ``seconds`` passed)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while sink.count() < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def _members(engine, count: int) -> int:
     """``count`` confirmed members of list main and as many suppressions of others,
     written in bulk as an import would."""
@@ -132,40 +158,23 @@ def test_two_joined_senders_one_killed_mail_nobody_twice(project, pg_store_url, 
     and what is unknown is at most the dead one's connections."""
     import os
     import signal
-    import subprocess
     import time
 
     from pipeline.store import ledger as lg
     from tests.fixtures_send import set_keys, subscribe_many, use_smtp
-    from tests.test_send_cli import BRIEF, _engine
+    from tests.test_send_cli import _engine
 
     total, concurrency = 400, 2
     set_keys(project, "database", url=f'"{pg_store_url}"')
     use_smtp(project, smtp_sink, rate_per_second=0, concurrency=concurrency, batch_size=20)
     engine = _engine(project)
     subscribe_many(engine, total)
-    env = {**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")}
     # The first sender is slowed by the rate limit so the second has something to take.
     set_keys(project, "provider", rate_per_second=40)
-    first = subprocess.Popen(
-        [*BRIEF, "send", "1", "--yes"],
-        env=env,
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    first = _start_send(project)
+    _wait_for(smtp_sink, 20)
     deadline = time.monotonic() + 30
-    while smtp_sink.count() < 20 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    second = subprocess.Popen(
-        [*BRIEF, "send", "1", "--yes", "--join"],
-        env=env,
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    second = _start_send(project, "--join")
 
     def senders() -> int:
         with engine.connect() as conn:
@@ -211,10 +220,7 @@ def test_a_standing_by_daemon_with_workers_may_join_takes_rows_of_a_running_send
     """`brief send` runs the campaign; a daemon standing by (another daemon leads) joins it
     through the same claims: both send, nobody twice, the campaign ends sent."""
     import logging
-    import os
-    import subprocess
     import threading
-    import time
     from datetime import UTC, datetime, timedelta
 
     from pipeline.config import load_settings
@@ -223,7 +229,7 @@ def test_a_standing_by_daemon_with_workers_may_join_takes_rows_of_a_running_send
     from pipeline.store import ledger as lg
     from pipeline.store import locks
     from tests.fixtures_send import set_keys, subscribe_many, use_smtp
-    from tests.test_send_cli import BRIEF, _engine
+    from tests.test_send_cli import _engine
 
     caplog.set_level(logging.INFO, logger="brief")
     total = 300
@@ -236,18 +242,8 @@ def test_a_standing_by_daemon_with_workers_may_join_takes_rows_of_a_running_send
     assert locks.acquire(
         engine, locks.DAEMON_LOCK, "leader:1:x", datetime.now(UTC), timedelta(minutes=5)
     )
-    env = {**os.environ, "BRIEF_CONFIG": str(project / "brief.toml")}
-    first = subprocess.Popen(
-        [*BRIEF, "send", "1", "--yes"],
-        env=env,
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 30
-    while smtp_sink.count() < 10 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    first = _start_send(project)
+    _wait_for(smtp_sink, 10)
     settings = load_settings(start=project, env={})
     daemon = Daemon(settings, engine, lambda: load_content(settings), poll=0.05)
     runner = threading.Thread(target=daemon.run_forever)

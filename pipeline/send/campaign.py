@@ -219,6 +219,9 @@ def send_campaign(
     counts = lg.state_counts(engine, campaign.id)
     state = CampaignState.PAUSED
     others = counts["claimed"] + counts["inflight"]  # rows with other live senders
+    if kind is PauseKind.STOPPED and not (counts["pending"] or others):
+        # Stopped with nothing left to send (another sender did the rest): not a pause.
+        kind, reason = None, None
     if others and kind not in (PauseKind.GUARD, PauseKind.PROVIDER):
         # Other senders are at work: the last one to finish writes the final state.
         state, kind, reason = CampaignState.SENDING, None, None
