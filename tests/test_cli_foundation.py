@@ -50,3 +50,20 @@ def test_module_entry_point_runs():
     )
     assert result.returncode == 0
     assert "assemble" in result.stdout and "schedule" in result.stdout
+
+
+def test_check_warns_when_ses_sends_but_no_sns_topic_is_trusted(project, brief):
+    """Without `[webhooks.ses] topics` every SNS message is refused: say so before the
+    first bounce is lost, not after."""
+    from tests.fixtures_send import set_keys
+
+    set_keys(project, "provider", name='"ses"')
+    (project / "brief.toml").write_text(
+        (project / "brief.toml").read_text() + '\n[provider.ses]\nregion = "eu-west-1"\n'
+    )
+    outcome = brief("check")
+    assert outcome.code == 0, outcome.err
+    assert "webhooks.ses.topics: empty" in outcome.err
+    with (project / "brief.toml").open("a") as f:
+        f.write('\n[webhooks.ses]\ntopics = ["arn:aws:sns:eu-west-1:123456789012:bounces"]\n')
+    assert "webhooks.ses.topics" not in brief("check").err

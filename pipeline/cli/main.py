@@ -145,14 +145,15 @@ def check(env: Env) -> None:
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
     provider_setup(settings)
+    from pipeline.render.lint import lint_library
+
     library = env.library()
-    warnings: list[str] = []
-    try:
-        from pipeline.render.lint import lint_library
-    except ImportError:  # the renderer's lint is optional until it exists
-        lint_library = None
-    if lint_library is not None:
-        warnings = lint_library(library, settings)
+    warnings = lint_library(library, settings)
+    if settings.provider.name == "ses" and not settings.web.webhook_table("ses").get("topics"):
+        warnings.append(
+            "webhooks.ses.topics: empty, so /webhooks/ses trusts no SNS topic and SES bounces "
+            "and complaints are never applied; list your topic ARNs"
+        )
     for w in warnings:
         click.echo(w, err=True)
     click.echo(
