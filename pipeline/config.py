@@ -211,6 +211,11 @@ def load_settings(
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:
+        # tomllib lets int() refuse an integer past Python's digit limit as a bare
+        # ValueError; its advice (sys.set_int_max_str_digits) is for programmers.
+        reason = str(exc).partition(";")[0]
+        raise ConfigError(f"{path}: not valid TOML: {reason}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse_settings(raw, path, env)
@@ -425,9 +430,11 @@ def _read_send(r: _Reader, database: Database) -> SendSettings:
     """``[send]`` (optional): the reputation guard; joining a send needs PostgreSQL."""
     sd = r.section("send", required=False)
     r.only("send", _SEND_KEYS)
-    guard_ratio = float(r.get(sd, "send.guard_ratio", (int, float), 0.05))
+    # Compared before float(): an integer past any float (10**400) would overflow it.
+    guard_ratio = r.get(sd, "send.guard_ratio", (int, float), 0.05)
     if not 0 < guard_ratio <= 1:
         raise ConfigError("send.guard_ratio: must be a fraction between 0 and 1, e.g. 0.05")
+    guard_ratio = float(guard_ratio)
     guard_window = int(r.number(sd, "send.guard_window", GUARD_WINDOW, 500, whole=True))
     workers_may_join = r.get(sd, "send.workers_may_join", bool, False)
     if workers_may_join and not database.url.startswith("postgresql"):
@@ -633,8 +640,9 @@ class _Reader:
         """A finite number within ``bounds`` (inclusive); ``whole`` wants an integer."""
         value = self.get(table, key, int if whole else (int, float), default)
         low, high = bounds
-        # A TOML float may be nan or inf; an integer may be past any float (10**400).
-        finite = whole or math.isfinite(value)
+        # A TOML float may be nan or inf; an integer may be past any float (10**400), so
+        # it is compared as an integer, never converted (math.isfinite would overflow).
+        finite = isinstance(value, int) or math.isfinite(value)
         if not (finite and low <= value <= high):
             raise ConfigError(f"{key}: must be between {low:g} and {high:g}, got {value!r}")
         return value if whole else float(value)
