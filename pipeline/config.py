@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
@@ -210,6 +211,11 @@ def load_settings(
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except ValueError as exc:
+        # tomllib lets int() refuse an integer past Python's digit limit as a bare
+        # ValueError; its advice (sys.set_int_max_str_digits) is for programmers.
+        reason = str(exc).partition(";")[0]
+        raise ConfigError(f"{path}: not valid TOML: {reason}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
     return parse_settings(raw, path, env)
@@ -237,32 +243,77 @@ def _greeting(value: str, key: str) -> str:
     return value
 
 
-def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
-    """Validate an already parsed TOML document into Settings."""
-    r = _Reader(raw)
-    r.only(
-        "",
-        {"newsletter", "schedule", "database", "provider", "send", "web", "webhooks"},
-    )
-    root = path.parent
+# The keys each section of brief.toml may hold; any other key is refused by name.
+_SECTIONS = frozenset({"newsletter", "schedule", "database", "provider", "send", "web", "webhooks"})
+_NEWSLETTER_KEYS = frozenset(
+    {
+        "name",
+        "from_address",
+        "from_name",
+        "reply_to",
+        "postal_address",
+        "base_url",
+        "editors",
+        "default_list",
+        "language",
+        "greeting",
+        "greeting_no_name",
+    }
+)
+_SCHEDULE_KEYS = frozenset(
+    {
+        "timezone",
+        "anchor",
+        "send_time",
+        "assemble_ahead_days",
+        "unapproved",
+        "catch_up_grace_hours",
+    }
+)
+_SEND_KEYS = frozenset({"guard_ratio", "guard_window", "workers_may_join"})
+_WEB_KEYS = frozenset(
+    {
+        "welcome_email",
+        "subscribe_per_address_per_hour",
+        "subscribe_per_ip_per_hour",
+        "max_body_bytes",
+        "trusted_proxies",
+    }
+)
 
-    nl = r.section("newsletter")
-    r.only(
-        "newsletter",
-        {
-            "name",
-            "from_address",
-            "from_name",
-            "reply_to",
-            "postal_address",
-            "base_url",
-            "editors",
-            "default_list",
-            "language",
-            "greeting",
-            "greeting_no_name",
-        },
+
+def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    """Validate an already parsed TOML document into Settings.
+
+    One reader per section, called in the order brief.toml documents them: a file with
+    several mistakes reports the same first one every time.
+    """
+    r = _Reader(raw)
+    r.only("", _SECTIONS)
+    root = path.parent
+    newsletter = _read_newsletter(r)
+    schedule = _read_schedule(r)
+    database = _read_database(r, root)
+    provider = _read_provider(r)
+    send = _read_send(r, database)
+    web = _read_web(r)
+    return Settings(
+        path=path,
+        root=root,
+        newsletter=newsletter,
+        schedule=schedule,
+        database=database,
+        provider=provider,
+        send=send,
+        web=web,
+        env=MappingProxyType(dict(env)),
     )
+
+
+def _read_newsletter(r: _Reader) -> Newsletter:
+    """``[newsletter]`` (required): names, addresses, base URL, list, language, greetings."""
+    nl = r.section("newsletter")
+    r.only("newsletter", _NEWSLETTER_KEYS)
     from_address = _address("newsletter.from_address", r.get(nl, "newsletter.from_address", str))
     base_url = r.get(nl, "newsletter.base_url", str).rstrip("/")
     if not _HTTP_URL.match(base_url):
@@ -288,15 +339,15 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     greeting_no_name = _greeting(
         r.get(nl, "newsletter.greeting_no_name", str, "Hi there,"), "greeting_no_name"
     )
-    newsletter = Newsletter(
+    from_name = r.get(nl, "newsletter.from_name", str, name)
+    reply_to = _address("newsletter.reply_to", r.get(nl, "newsletter.reply_to", str, from_address))
+    return Newsletter(
         greeting=greeting,
         greeting_no_name=greeting_no_name,
         name=name,
         from_address=from_address,
-        from_name=r.get(nl, "newsletter.from_name", str, name),
-        reply_to=_address(
-            "newsletter.reply_to", r.get(nl, "newsletter.reply_to", str, from_address)
-        ),
+        from_name=from_name,
+        reply_to=reply_to,
         postal_address=r.get(nl, "newsletter.postal_address", str),
         base_url=base_url,
         editors=tuple(editors),
@@ -304,18 +355,11 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         language=language,
     )
 
+
+def _read_schedule(r: _Reader) -> Schedule:
+    """``[schedule]`` (required): time zone, a Wednesday anchor, send time, catch-up rules."""
     sc = r.section("schedule")
-    r.only(
-        "schedule",
-        {
-            "timezone",
-            "anchor",
-            "send_time",
-            "assemble_ahead_days",
-            "unapproved",
-            "catch_up_grace_hours",
-        },
-    )
+    r.only("schedule", _SCHEDULE_KEYS)
     tz_name = r.get(sc, "schedule.timezone", str)
     try:
         tz = ZoneInfo(tz_name)
@@ -352,16 +396,23 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     if unapproved not in _UNAPPROVED:
         raise ConfigError(f"schedule.unapproved: must be one of {', '.join(_UNAPPROVED)}")
     grace = r.number(sc, "schedule.catch_up_grace_hours", GRACE_HOURS, 6)
-    schedule = Schedule(tz, anchor, send_time, ahead, unapproved, grace)
+    return Schedule(tz, anchor, send_time, ahead, unapproved, grace)
 
+
+def _read_database(r: _Reader, root: Path) -> Database:
+    """``[database]`` (optional): the store's URL, a relative SQLite path taken from ``root``."""
     db = r.section("database", required=False)
     r.only("database", {"url"})
     url = r.get(db, "database.url", str, "sqlite:///.brief/brief.db")
-    database = Database(_resolve_sqlite(url, root))
+    return Database(_resolve_sqlite(url, root))
 
+
+def _read_provider(r: _Reader) -> ProviderSettings:
+    """``[provider]`` (optional): the sending pace, and each ``[provider.<name>]`` table
+    checked by that provider plug-in's own schema."""
     pv = r.section("provider", required=False)
     tables = _plugin_tables(r, PROVIDERS, pv, _PROVIDER_KEYS)
-    provider_name = r.get(pv, "provider.name", str, "outbox")
+    name = r.get(pv, "provider.name", str, "outbox")
     rate = r.number(pv, "provider.rate_per_second", RATE_PER_SECOND, 0)
     concurrency = r.get(pv, "provider.concurrency", int, 4)
     if not 1 <= concurrency <= 64:
@@ -370,15 +421,20 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     batch_size = r.get(pv, "provider.batch_size", int, 100)
     if not 1 <= batch_size <= 10_000:
         raise ConfigError("provider.batch_size: must be between 1 and 10000")
-    provider = ProviderSettings(
-        provider_name, rate, concurrency, max_retries, batch_size, MappingProxyType(tables)
+    return ProviderSettings(
+        name, rate, concurrency, max_retries, batch_size, MappingProxyType(tables)
     )
 
+
+def _read_send(r: _Reader, database: Database) -> SendSettings:
+    """``[send]`` (optional): the reputation guard; joining a send needs PostgreSQL."""
     sd = r.section("send", required=False)
-    r.only("send", {"guard_ratio", "guard_window", "workers_may_join"})
-    guard_ratio = float(r.get(sd, "send.guard_ratio", (int, float), 0.05))
+    r.only("send", _SEND_KEYS)
+    # Compared before float(): an integer past any float (10**400) would overflow it.
+    guard_ratio = r.get(sd, "send.guard_ratio", (int, float), 0.05)
     if not 0 < guard_ratio <= 1:
         raise ConfigError("send.guard_ratio: must be a fraction between 0 and 1, e.g. 0.05")
+    guard_ratio = float(guard_ratio)
     guard_window = int(r.number(sd, "send.guard_window", GUARD_WINDOW, 500, whole=True))
     workers_may_join = r.get(sd, "send.workers_may_join", bool, False)
     if workers_may_join and not database.url.startswith("postgresql"):
@@ -386,46 +442,39 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
             "send.workers_may_join: needs PostgreSQL ([database] url); SQLite has one writer "
             "at a time, so a second sender would only wait for the first one's locks"
         )
+    return SendSettings(guard_ratio, guard_window, workers_may_join)
 
+
+def _read_web(r: _Reader) -> WebSettings:
+    """``[web]`` (optional): welcome email, subscribe limits, trusted proxies; with the
+    ``[webhooks]`` tables, which WebSettings carries."""
     wb = r.section("web", required=False)
-    r.only(
-        "web",
-        {
-            "welcome_email",
-            "subscribe_per_address_per_hour",
-            "subscribe_per_ip_per_hour",
-            "max_body_bytes",
-            "trusted_proxies",
-        },
-    )
-    hooks = _plugin_tables(r, WEBHOOKS, r.section("webhooks", required=False), frozenset())
+    r.only("web", _WEB_KEYS)
+    # [webhooks] is read here, after [web]'s keys and before their values, so a file with
+    # mistakes in both reports the same one first as it always has.
+    hooks = _read_webhooks(r)
     web = WebSettings(
         welcome_email=r.get(wb, "web.welcome_email", bool, False),
         subscribe_per_address_per_hour=r.get(wb, "web.subscribe_per_address_per_hour", int, 3),
         subscribe_per_ip_per_hour=r.get(wb, "web.subscribe_per_ip_per_hour", int, 20),
         max_body_bytes=r.get(wb, "web.max_body_bytes", int, 64 * 1024),
         trusted_proxies=_networks(r.get(wb, "web.trusted_proxies", list, [])),
-        webhooks=MappingProxyType(hooks),
+        webhooks=hooks,
     )
-
     for key, bounds in (
         ("subscribe_per_address_per_hour", PER_HOUR),
         ("subscribe_per_ip_per_hour", PER_HOUR),
         ("max_body_bytes", MAX_BODY_BYTES),
     ):
         r.number({key: getattr(web, key)}, f"web.{key}", bounds, whole=True)
+    return web
 
-    return Settings(
-        path=path,
-        root=root,
-        newsletter=newsletter,
-        schedule=schedule,
-        database=database,
-        provider=provider,
-        send=SendSettings(guard_ratio, guard_window, workers_may_join),
-        web=web,
-        env=MappingProxyType(dict(env)),
-    )
+
+def _read_webhooks(r: _Reader) -> Mapping[str, Mapping[str, Any]]:
+    """``[webhooks]`` (optional): each ``[webhooks.<name>]`` table, checked by that webhook
+    verifier plug-in's own schema."""
+    hooks = _plugin_tables(r, WEBHOOKS, r.section("webhooks", required=False), frozenset())
+    return MappingProxyType(hooks)
 
 
 def _networks(values: list) -> tuple[str, ...]:
@@ -542,7 +591,7 @@ class _Reader:
             raise ConfigError(f"{key}: must be a table [{key}]")
         return value
 
-    def only(self, section: str, allowed: set[str], table: Mapping | None = None) -> None:
+    def only(self, section: str, allowed: AbstractSet[str], table: Mapping | None = None) -> None:
         if table is None:
             table = self.raw
             for part in filter(None, section.split(".")):
@@ -591,8 +640,9 @@ class _Reader:
         """A finite number within ``bounds`` (inclusive); ``whole`` wants an integer."""
         value = self.get(table, key, int if whole else (int, float), default)
         low, high = bounds
-        # A TOML float may be nan or inf; an integer may be past any float (10**400).
-        finite = whole or math.isfinite(value)
+        # A TOML float may be nan or inf; an integer may be past any float (10**400), so
+        # it is compared as an integer, never converted (math.isfinite would overflow).
+        finite = isinstance(value, int) or math.isfinite(value)
         if not (finite and low <= value <= high):
             raise ConfigError(f"{key}: must be between {low:g} and {high:g}, got {value!r}")
         return value if whole else float(value)

@@ -107,6 +107,18 @@ def test_invalid_toml_is_reported_with_its_position(project, brief):
     assert "not valid TOML" in outcome.err and outcome.err.count("\n") == 1
 
 
+def test_an_integer_too_long_to_read_is_one_error_not_a_traceback(project, brief):
+    """tomllib raises a bare ValueError (not TOMLDecodeError) past Python's 4300-digit
+    limit for reading an integer."""
+    edit(project, "rate_per_second = 0", f"rate_per_second = 1{'0' * 5000}")
+    with pytest.raises(ConfigError, match=r"brief\.toml: not valid TOML: .*4300 digits"):
+        load_settings(project / "brief.toml", env={})
+    outcome = brief("check")
+    assert outcome.code == 2
+    assert outcome.err.startswith("error: ") and "not valid TOML" in outcome.err
+    assert outcome.err.count("\n") == 1, outcome.err
+
+
 def test_secrets_come_from_the_environment_only(project):
     s = load_settings(project / "brief.toml", env={"BRIEF_SMTP_PASSWORD": "s3cret"})
     assert s.secret("BRIEF_SMTP_PASSWORD") == "s3cret"

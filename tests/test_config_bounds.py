@@ -50,6 +50,11 @@ NAME = 'name = "The Brief"'
         (RATE, "rate_per_second = nan", "provider.rate_per_second"),
         (RATE, "rate_per_second = inf", "provider.rate_per_second"),
         (RATE, "rate_per_second = 1e308", "provider.rate_per_second"),
+        # TOML integers past any float (math.isfinite raised OverflowError on them).
+        (RATE, f"rate_per_second = 1{'0' * 400}", "provider.rate_per_second"),
+        (GRACE, f"catch_up_grace_hours = 1{'0' * 400}", "schedule.catch_up_grace_hours"),
+        (SMTP_PORT, f"{SMTP_PORT}\ntimeout = 1{'0' * 400}", "provider.smtp.timeout"),
+        ("guard_ratio = 0.05", f"guard_ratio = 1{'0' * 400}", "send.guard_ratio"),
         (CONCURRENCY, f"{CONCURRENCY}\nmax_retries = 100000", "provider.max_retries"),
         (SMTP_PORT, "port = 0", "provider.smtp.port"),
         (SMTP_PORT, "port = 70000", "provider.smtp.port"),
