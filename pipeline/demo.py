@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings, load_settings
-from pipeline.content.assemble import assemble, mark_status
+from pipeline.content.assemble import assemble, mark_sent, mark_status
 from pipeline.content.library import Issue, load_content
 from pipeline.errors import BriefError
 from pipeline.private import private_dirs
@@ -107,7 +107,7 @@ def run_demo(
 
     report = send_campaign(engine, demo, library, issue, list_name)
     if report.state == "sent":
-        mark_status(issue.path, "sent")
+        mark_sent(issue)
     outbox = Path(provider_setup(demo).table["dir"])  # the outbox's table, defaults filled
     outbox = (outbox if outbox.is_absolute() else demo.root / outbox) / issue.label
     say(

@@ -7,11 +7,7 @@ from datetime import date, timedelta
 import pytest
 
 from pipeline.daemon.decide import (
-    ASSEMBLE,
-    MISS,
-    SEND,
-    SKIP,
-    TEST,
+    ActionKind,
     LedgerState,
     assemble_time,
     due_actions,
@@ -46,13 +42,13 @@ def test_assembly_is_due_assemble_ahead_days_before_the_slot(settings, sched_lib
     before = local("2026-12-13T06:59")
     assert due_actions(settings, library, FIRST_SENT, before) == []
     at = due_actions(settings, library, FIRST_SENT, local("2026-12-13T07:00"))
-    assert kinds(at) == [(ASSEMBLE, SLOT2, None)]
+    assert kinds(at) == [(ActionKind.ASSEMBLE, SLOT2, None)]
 
 
 def test_test_copy_is_due_once_the_issue_file_exists_and_only_until_recorded(settings, sched_lib):
     library = write_issue_for(sched_lib, settings, date(2026, 12, 16))
     now = local("2026-12-14T09:00")
-    assert kinds(due_actions(settings, library, FIRST_SENT, now)) == [(TEST, SLOT2, 2)]
+    assert kinds(due_actions(settings, library, FIRST_SENT, now)) == [(ActionKind.TEST, SLOT2, 2)]
     done = LedgerState(events={date(2026, 12, 16): frozenset({"test"})}, sent=frozenset({1}))
     assert due_actions(settings, library, done, now) == []
 
@@ -62,7 +58,7 @@ def test_an_editors_own_issue_file_is_not_assembled_again_but_gets_its_test_copy
 ):
     library = write_issue_for(sched_lib, settings, date(2026, 12, 16), "approved")
     actions = due_actions(settings, library, FIRST_SENT, local("2026-12-13T07:00"))
-    assert kinds(actions) == [(TEST, SLOT2, 2)]
+    assert kinds(actions) == [(ActionKind.TEST, SLOT2, 2)]
 
 
 def test_an_approved_issue_is_sent_at_its_slot(settings, sched_lib):
@@ -70,14 +66,14 @@ def test_an_approved_issue_is_sent_at_its_slot(settings, sched_lib):
     tested = LedgerState(events={date(2026, 12, 2): frozenset({"test"})})
     assert due_actions(settings, library, tested, local("2026-12-02T06:59")) == []
     actions = due_actions(settings, library, tested, SLOT1)
-    assert kinds(actions) == [(SEND, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.SEND, SLOT1, 1)]
     assert not actions[0].force
 
 
 def test_an_unapproved_issue_is_skipped_at_its_slot_by_default(settings, sched_lib):
     set_status(sched_lib().issue(1).path, "draft")
     actions = due_actions(settings, sched_lib(), LedgerState(), SLOT1)
-    assert kinds(actions) == [(SKIP, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.SKIP, SLOT1, 1)]
     assert "not approved" in actions[0].reason
 
 
@@ -85,7 +81,7 @@ def test_an_unapproved_issue_is_sent_anyway_when_unapproved_is_send(settings, sc
     set_status(sched_lib().issue(1).path, "draft")
     loose = with_schedule(settings, unapproved="send")
     actions = due_actions(loose, sched_lib(), LedgerState(), SLOT1)
-    assert kinds(actions) == [(SEND, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.SEND, SLOT1, 1)]
     assert actions[0].force and "unapproved = send" in actions[0].reason
 
 
@@ -97,20 +93,20 @@ def test_a_skipped_slot_stays_skipped_even_if_approved_later(settings, sched_lib
 def test_a_slot_without_an_issue_file_is_skipped_with_a_reason(settings, sched_lib):
     library = sched_lib()
     actions = due_actions(settings, library, FIRST_SENT, SLOT2 + timedelta(minutes=5))
-    assert kinds(actions) == [(SKIP, SLOT2, None)]
+    assert kinds(actions) == [(ActionKind.SKIP, SLOT2, None)]
     assert "no issue file" in actions[0].reason
 
 
 @pytest.mark.parametrize("late", [timedelta(0), timedelta(hours=5, minutes=59), timedelta(hours=6)])
 def test_a_missed_slot_is_caught_up_within_the_grace_period(settings, sched_lib, late):
     actions = due_actions(settings, sched_lib(), LedgerState(), SLOT1 + late)
-    assert kinds(actions) == [(SEND, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.SEND, SLOT1, 1)]
 
 
 def test_a_missed_slot_is_written_off_after_the_grace_period(settings, sched_lib):
     late = SLOT1 + timedelta(hours=6, seconds=1)
     actions = due_actions(settings, sched_lib(), LedgerState(), late)
-    assert kinds(actions) == [(MISS, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.MISS, SLOT1, 1)]
     recorded = LedgerState(events={date(2026, 12, 2): frozenset({"missed"})})
     assert due_actions(settings, sched_lib(), recorded, late) == []
 
@@ -118,7 +114,7 @@ def test_a_missed_slot_is_written_off_after_the_grace_period(settings, sched_lib
 def test_the_grace_period_follows_the_setting(settings, sched_lib):
     short = with_schedule(settings, grace_hours=0.5)
     actions = due_actions(short, sched_lib(), LedgerState(), SLOT1 + timedelta(minutes=31))
-    assert kinds(actions) == [(MISS, SLOT1, 1)]
+    assert kinds(actions) == [(ActionKind.MISS, SLOT1, 1)]
 
 
 def test_a_sent_issue_is_never_due_again_by_ledger_or_by_file(settings, sched_lib):

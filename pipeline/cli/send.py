@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pipeline.cli.main import Env, print_json
-from pipeline.content.assemble import mark_status
+from pipeline.content.assemble import mark_sent
 from pipeline.errors import BriefError, NotFound, SendError, SendStopped
 from pipeline.providers import load_provider
 from pipeline.providers.base import KeepsFiles
@@ -145,8 +145,8 @@ def send(
         include_new=include_new,
         join=join,
     )
-    if report.state == "sent" and issue.status != "sent" and issue.path.exists():
-        mark_status(issue.path, "sent")
+    if report.state == "sent":
+        mark_sent(issue)
     if as_json:
         print_json(_report_json(report))
     else:

@@ -218,6 +218,14 @@ def write_issue(issue: Issue) -> None:
 _STATUS_LINE = re.compile(r"^status:[^\n]*$", re.M)
 
 
+def mark_sent(issue: Issue) -> None:
+    """Mark an issue file ``sent`` once its campaign is: the one step after a send that
+    finished, whoever sent it (the CLI, the daemon, a joined daemon, the demo). Nothing to
+    do when the file says so already or is gone."""
+    if issue.status != "sent" and issue.path.exists():
+        mark_status(issue.path, "sent")
+
+
 def mark_status(path: Path, status: str) -> None:
     """Rewrite the ``status:`` line of an issue file in place, keeping the rest as written."""
     if status not in STATUSES:

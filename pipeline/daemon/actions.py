@@ -13,15 +13,11 @@ from datetime import date, datetime
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
-from pipeline.content.assemble import assemble, mark_status
+from pipeline.content.assemble import assemble, mark_sent
 from pipeline.content.library import Issue, Library
 from pipeline.daemon.decide import (
-    ASSEMBLE,
-    MISS,
-    SEND,
-    SKIP,
-    TEST,
     Action,
+    ActionKind,
     LedgerState,
     SlotEvent,
     due_actions,
@@ -197,8 +193,7 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
         return Outcome(action, "send_unresolved", counts, report.reason or "")
     if report.state != CampaignState.SENT:
         return Outcome(action, "send_paused", counts, report.reason or "")
-    if action.issue.status != "sent" and action.issue.path.exists():
-        mark_status(action.issue.path, "sent")
+    mark_sent(action.issue)
     return Outcome(action, "sent_unapproved" if action.force else "sent", counts, action.reason)
 
 
@@ -212,11 +207,11 @@ def _write_off(kind: str, event: str):
 
 
 _DO = {
-    ASSEMBLE: _assemble,
-    TEST: _test,
-    SEND: _send,
-    SKIP: _write_off(SlotEvent.SKIPPED, "skipped"),
-    MISS: _write_off(SlotEvent.MISSED, "missed"),
+    ActionKind.ASSEMBLE: _assemble,
+    ActionKind.TEST: _test,
+    ActionKind.SEND: _send,
+    ActionKind.SKIP: _write_off(SlotEvent.SKIPPED, "skipped"),
+    ActionKind.MISS: _write_off(SlotEvent.MISSED, "missed"),
 }
 
 

@@ -44,17 +44,6 @@ class SlotEvent(StrEnum):
     MISSED = "missed"
 
 
-# Short names for the decisions and their tests.
-ASSEMBLE, TEST, SEND, SKIP, MISS = (
-    ActionKind.ASSEMBLE,
-    ActionKind.TEST,
-    ActionKind.SEND,
-    ActionKind.SKIP,
-    ActionKind.MISS,
-)
-EVENT_TEST, EVENT_SKIPPED, EVENT_MISSED = SlotEvent.TEST, SlotEvent.SKIPPED, SlotEvent.MISSED
-
-
 @dataclass(frozen=True)
 class Action:
     """One thing due now for one slot; ``issue`` is None only for ASSEMBLE, SKIP, MISS."""
@@ -119,9 +108,9 @@ def due_actions(
     if now >= assemble_time(schedule, upcoming):
         issue = issue_for(library, upcoming)
         if issue is None:
-            actions.append(Action(ASSEMBLE, upcoming))
-        elif not is_sent(issue, state) and EVENT_TEST not in state.kinds(upcoming):
-            actions.append(Action(TEST, upcoming, issue))
+            actions.append(Action(ActionKind.ASSEMBLE, upcoming))
+        elif not is_sent(issue, state) and SlotEvent.TEST not in state.kinds(upcoming):
+            actions.append(Action(ActionKind.TEST, upcoming, issue))
     return actions
 
 
@@ -136,21 +125,23 @@ def _at_slot(
     issue = issue_for(library, slot)
     if issue is not None and is_sent(issue, state):
         return []
-    if state.kinds(slot) & {EVENT_SKIPPED, EVENT_MISSED}:
+    if state.kinds(slot) & {SlotEvent.SKIPPED, SlotEvent.MISSED}:
         return []
     if issue is not None and issue.number in state.held:
         return []  # paused by the guard: a human resumes it with `brief send`
     if now - slot > grace:
         hours = f"{settings.schedule.grace_hours:g}"
-        return [Action(MISS, slot, issue, f"more than {hours}h late: not sent, written off")]
+        return [
+            Action(ActionKind.MISS, slot, issue, f"more than {hours}h late: not sent, written off")
+        ]
     if issue is None:
-        return [Action(SKIP, slot, None, "no issue file claims this slot")]
+        return [Action(ActionKind.SKIP, slot, None, "no issue file claims this slot")]
     if issue.status == "approved":
-        return [Action(SEND, slot, issue)]
+        return [Action(ActionKind.SEND, slot, issue)]
     if settings.schedule.unapproved == "send":
         return [
             Action(
-                SEND,
+                ActionKind.SEND,
                 slot,
                 issue,
                 f"status {issue.status}, sent anyway ([schedule] unapproved = send)",
@@ -159,7 +150,10 @@ def _at_slot(
         ]
     return [
         Action(
-            SKIP, slot, issue, f"status {issue.status}, not approved ([schedule] unapproved = skip)"
+            ActionKind.SKIP,
+            slot,
+            issue,
+            f"status {issue.status}, not approved ([schedule] unapproved = skip)",
         )
     ]
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
-from pipeline.content.assemble import mark_status
+from pipeline.content.assemble import mark_sent
 from pipeline.content.library import read_content
 from pipeline.daemon.actions import Outcome, tick
 from pipeline.errors import BriefError
@@ -233,9 +233,8 @@ class Daemon:
                     report.sent_now,
                     report.state,
                 )
-            if report.state == ledger.CampaignState.SENT and issue.path.exists():
-                if issue.status != "sent":
-                    mark_status(issue.path, "sent")
+            if report.state == ledger.CampaignState.SENT:
+                mark_sent(issue)
 
     def _lead(self) -> bool:
         if locks.acquire(self.engine, locks.DAEMON_LOCK, self.holder, self.clock(), self.ttl):
