@@ -33,6 +33,9 @@ ALL_TABLES = {
     "brief_apscheduler_jobs",
     "webhook_events",
     "rate_hits",
+    "links",
+    "clicks",
+    "link_counts",
 }
 T0 = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
 
@@ -54,7 +57,14 @@ def _fill(url: str, people: int = 6) -> dict[str, Any]:
     from pipeline.store.ledger import enqueue_audience, start_campaign
     from pipeline.store.locks import acquire
     from pipeline.store.rate_hits import allow
-    from pipeline.store.schema import apscheduler_jobs, campaign_senders, slot_events
+    from pipeline.store.schema import (
+        apscheduler_jobs,
+        campaign_senders,
+        clicks,
+        link_counts,
+        slot_events,
+    )
+    from pipeline.store.schema import links as sa_links
     from pipeline.webhooks.apply import remember_token
 
     engine = open_store(url)
@@ -111,6 +121,36 @@ def _fill(url: str, people: int = 6) -> dict[str, Any]:
                     {"slot": date(2026, 12, d), "kind": "send", "holder": "h", "at": T0}
                     for d in (2, 16)
                 ],
+            )
+            conn.execute(
+                sa_links.insert().values(issue_number=1, link_id=1, url="https://a.example/")
+            )
+            conn.execute(
+                clicks.insert(),
+                [
+                    {
+                        "issue_number": 1,
+                        "link_id": 1,
+                        "kind": "click",
+                        "subscriber_id": 1,
+                        "at": T0,
+                        "machine": m,
+                        "reasons": "head" if m else "",
+                        "network": None,
+                    }
+                    for m in (False, True)
+                ],
+            )
+            conn.execute(
+                link_counts.insert().values(
+                    issue_number=1,
+                    link_id=1,
+                    kind="click",
+                    human=3,
+                    machine=2,
+                    human_people=2,
+                    rolled_at=T0,
+                )
             )
             conn.execute(
                 apscheduler_jobs.insert().values(

@@ -18,8 +18,13 @@ def log_event(
     source: str,
     detail: str | None = None,
     at: datetime | None = None,
+    issue_number: int | None = None,
 ) -> None:
-    """Append one event. Callers must never put an address into ``detail``."""
+    """Append one event. Callers must never put an address into ``detail``.
+
+    ``issue_number``: the issue whose link, message or delivery the event came from, when
+    known, so the issue's report counts it (attribution).
+    """
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}")
     conn.execute(
@@ -30,5 +35,6 @@ def log_event(
             source=source[:200],
             detail=detail[:500] if detail else None,
             at=at or utcnow(),
+            issue_number=issue_number,
         )
     )

@@ -60,9 +60,11 @@ def apply_event(
     suppress: bool,
     log_kind: str,
     detail: str,
+    issue_number: int | None = None,
 ) -> EventFate:
     """Record the event once and, in the same transaction, suppress the address (when
-    ``suppress``) and log ``log_kind`` against the person (when there is one).
+    ``suppress``) and log ``log_kind`` against the person (when there is one), attributed
+    to ``issue_number`` when the event named its issue.
 
     Not through ``transaction()``: a refused value must stay apart from a database that
     is down (the first skips one event, the second fails the request so the provider
@@ -84,7 +86,15 @@ def apply_event(
             if suppress:
                 add_suppression(conn, address_hash, kind, source)
             if subscriber_id is not None:
-                log_event(conn, subscriber_id, None, log_kind, source, detail)
+                log_event(
+                    conn,
+                    subscriber_id,
+                    None,
+                    log_kind,
+                    source,
+                    detail,
+                    issue_number=issue_number,
+                )
     except DataError:
         return EventFate.REFUSED
     except SQLAlchemyError as exc:

@@ -77,6 +77,7 @@ def apply_events(engine: Engine, events: Iterable[Event]) -> Applied:
             suppress=suppress,
             log_kind=_LOG_KIND[event.kind],
             detail=detail,
+            issue_number=event.issue_number,
         )
         if fate is store.EventFate.DUPLICATE:
             duplicates += 1

@@ -41,6 +41,8 @@ class Event:
     email: str
     detail: str = ""
     delivery_key: str | None = None  # the send's delivery key, when the provider echoes it
+    # The issue the bounced/complained message was, once known (attribution in reports).
+    issue_number: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("event_id", "email", "detail"):
