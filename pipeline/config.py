@@ -147,6 +147,33 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class BounceSettings:
+    """``[bounces]``: the mailbox where bounces, complaints and mailto unsubscribes arrive
+    (IMAP; the password from ``BRIEF_BOUNCES_PASSWORD``). No ``imap_host``: no mailbox,
+    and no mailto address in List-Unsubscribe (nothing would read it)."""
+
+    imap_host: str = ""
+    port: int = 993
+    tls: str = "implicit"  # implicit | starttls | none (loopback only)
+    username: str = ""
+    folder: str = "INBOX"
+    # Where a message goes once its result is stored; "" flags it \Seen instead.
+    processed_folder: str = "Processed"
+    ca_file: str = ""  # a PEM CA bundle to trust instead of the system's
+    timeout: float = 30.0
+    # Soft bounces (4.x.x) for the same address in this many different issues: hard.
+    soft_bounce_limit: int = 3
+    interval_minutes: int = 5  # how often `brief run` reads the mailbox
+    # The List-Unsubscribe mailto address (read from this same mailbox); "" leaves it out.
+    unsubscribe_address: str = ""
+
+    @property
+    def configured(self) -> bool:
+        """Whether a mailbox is there to read."""
+        return bool(self.imap_host)
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Brief needs to know, read once and passed down."""
 
@@ -159,6 +186,7 @@ class Settings:
     send: SendSettings
     web: WebSettings
     env: Mapping[str, str] = field(repr=False, compare=False)
+    bounces: BounceSettings = field(default_factory=BounceSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -244,7 +272,9 @@ def _greeting(value: str, key: str) -> str:
 
 
 # The keys each section of brief.toml may hold; any other key is refused by name.
-_SECTIONS = frozenset({"newsletter", "schedule", "database", "provider", "send", "web", "webhooks"})
+_SECTIONS = frozenset(
+    {"newsletter", "schedule", "database", "provider", "send", "web", "webhooks", "bounces"}
+)
 _NEWSLETTER_KEYS = frozenset(
     {
         "name",
@@ -297,6 +327,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     provider = _read_provider(r)
     send = _read_send(r, database)
     web = _read_web(r)
+    bounces = _read_bounces(r)
     return Settings(
         path=path,
         root=root,
@@ -307,6 +338,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         send=send,
         web=web,
         env=MappingProxyType(dict(env)),
+        bounces=bounces,
     )
 
 
@@ -475,6 +507,85 @@ def _read_webhooks(r: _Reader) -> Mapping[str, Mapping[str, Any]]:
     verifier plug-in's own schema."""
     hooks = _plugin_tables(r, WEBHOOKS, r.section("webhooks", required=False), frozenset())
     return MappingProxyType(hooks)
+
+
+_BOUNCES_KEYS = frozenset(
+    {
+        "imap_host",
+        "port",
+        "tls",
+        "username",
+        "folder",
+        "processed_folder",
+        "ca_file",
+        "timeout",
+        "soft_bounce_limit",
+        "interval_minutes",
+        "unsubscribe_address",
+    }
+)
+SOFT_BOUNCE_LIMIT = (1, 100)
+INTERVAL_MINUTES = (1, 24 * 60)
+BOUNCES_TIMEOUT = (0.1, 600)
+
+
+def _read_bounces(r: _Reader) -> BounceSettings:
+    """``[bounces]`` (optional): the bounce mailbox; the password only from the
+    environment (``BRIEF_BOUNCES_PASSWORD``, checked when the mailbox is opened)."""
+    bs = r.section("bounces", required=False)
+    r.only("bounces", _BOUNCES_KEYS)
+    d = BounceSettings()
+    host = r.get(bs, "bounces.imap_host", str, d.imap_host).strip()
+    tls = r.get(bs, "bounces.tls", str, d.tls)
+    if tls not in ("implicit", "starttls", "none"):
+        raise ConfigError("bounces.tls: must be one of implicit, starttls, none")
+    if tls == "none" and host and not _loopback(host):
+        raise ConfigError(
+            f"bounces.tls: 'none' is allowed only for a loopback host, not {host!r} "
+            "(use implicit or starttls)"
+        )
+    unsub = r.get(bs, "bounces.unsubscribe_address", str, "")
+    if unsub:
+        _address("bounces.unsubscribe_address", unsub)
+        if not host:
+            raise ConfigError(
+                "bounces.unsubscribe_address: needs bounces.imap_host (a mailbox that reads "
+                "it); without one the address is left out of List-Unsubscribe"
+            )
+    folder = r.get(bs, "bounces.folder", str, d.folder)
+    if not folder.strip():
+        raise ConfigError("bounces.folder: must name a folder, e.g. INBOX")
+    processed = r.get(bs, "bounces.processed_folder", str, d.processed_folder)
+    if processed and processed == folder:
+        raise ConfigError("bounces.processed_folder: must differ from bounces.folder")
+    return BounceSettings(
+        imap_host=host,
+        port=int(r.number(bs, "bounces.port", (1, 65535), 993 if tls == "implicit" else 143, True)),
+        tls=tls,
+        username=r.get(bs, "bounces.username", str, d.username),
+        folder=folder,
+        processed_folder=processed,
+        ca_file=r.get(bs, "bounces.ca_file", str, d.ca_file),
+        timeout=r.number(bs, "bounces.timeout", BOUNCES_TIMEOUT, d.timeout),
+        soft_bounce_limit=int(
+            r.number(bs, "bounces.soft_bounce_limit", SOFT_BOUNCE_LIMIT, d.soft_bounce_limit, True)
+        ),
+        interval_minutes=int(
+            r.number(bs, "bounces.interval_minutes", INTERVAL_MINUTES, d.interval_minutes, True)
+        ),
+        unsubscribe_address=unsub,
+    )
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _networks(values: list) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ these, never web errors; the web apps translate them into pages.
     │   ├── ImportRefused    an import file is malformed; nothing was changed     exit 1
     │   └── LockLost         the daemon's database lock went to another daemon    exit 1
     ├── TokenError           a link token is malformed, forged or stale           exit 1
+    ├── MailboxError         the bounce mailbox cannot be read (IMAP, mbox)       exit 1
     ├── ProviderError        a mail provider failed as a whole                    exit 1
     │   └── ProviderUnavailable  it cannot be reached for now: retry later        exit 1
     └── SendError            a send was refused, paused or left deliveries unknown exit 1
@@ -59,6 +60,10 @@ class ContentError(BriefError):
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
+
+
+class MailboxError(BriefError):
+    """The bounce mailbox cannot be reached, logged into or read (or an mbox file)."""
 
 
 class RenderError(BriefError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import html
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -161,3 +162,42 @@ class Result:
     @classmethod
     def not_taken(cls, key: str, reason: str, code: str = "") -> Result:
         return cls(key, Fate.NOT_TAKEN, code=code, reason=reason)
+
+
+# -- VERP: the delivery key in the envelope sender ---------------------------------------
+
+VERP_PLACEHOLDER = "{key}"
+_VERP_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def verp_encode(key: str) -> str:
+    """``key`` as a piece of a dot-atom local part (RFC 5322 §3.2.3).
+
+    A delivery key ("issue-014.subscriber-9") is one already and passes unchanged; any
+    other character, and a dot that would start, end or double up (not allowed in a
+    dot-atom), is written ``=XX`` (its UTF-8 bytes in hex), as VERP writes "@" as "=".
+    """
+    out = []
+    for i, ch in enumerate(key):
+        dot_ok = ch != "." or (0 < i < len(key) - 1 and key[i - 1] != "." and key[i + 1] != ".")
+        if ch in _VERP_KEEP and dot_ok:
+            out.append(ch)
+        else:
+            out.extend(f"={b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out)
+
+
+def verp_decode(text: str) -> str:
+    """The key ``verp_encode`` wrote (hex in either case: some MTAs fold local parts)."""
+    if "=" not in text:
+        return text
+    parts = re.split(r"=([0-9A-Fa-f]{2})", text)
+    raw = bytearray()
+    for i, part in enumerate(parts):
+        raw += bytes.fromhex(part) if i % 2 else part.encode("utf-8")
+    return raw.decode("utf-8", "replace")
+
+
+def verp_address(template: str, key: str) -> str:
+    """The envelope sender for one delivery: ``template`` with ``{key}`` filled in."""
+    return template.replace(VERP_PLACEHOLDER, verp_encode(key))

@@ -28,6 +28,8 @@ class Sink:
     host: str = "127.0.0.1"
     port: int = 0
     received: dict[str, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    # The envelope sender (MAIL FROM) of each message received, per recipient.
+    senders: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     rules: dict[str, list] = field(default_factory=dict)
     always: dict[str, object] = field(default_factory=dict)
     connections: int = 0
@@ -73,6 +75,7 @@ class _Handler:
         with self.sink.lock:
             for rcpt in envelope.rcpt_tos:
                 self.sink.received[rcpt].append(envelope.original_content or envelope.content)
+                self.sink.senders[rcpt].append(envelope.mail_from)
         if rule == "drop-after-data":
             server.transport.close()
             return "421 closing"

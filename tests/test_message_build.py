@@ -61,9 +61,9 @@ def test_message_carries_list_headers_commit_and_personal_links(settings):
     assert m["X-Brief-Commit"] == "abc1234"
     assert m["Message-ID"].startswith("<issue-007.subscriber-42.")
     assert m["Message-ID"].endswith("@example.com>")
+    # No bounce mailbox configured: no mailto address that nothing would read.
     assert m["List-Unsubscribe"] == (
-        "<https://brief.example.com/unsubscribe/u1.0.TOKENTOKENTOKENTOKENTOKE>, "
-        "<mailto:unsubscribe@example.com?subject=unsubscribe-u1.0.TOKENTOKENTOKENTOKENTOKE>"
+        "<https://brief.example.com/unsubscribe/u1.0.TOKENTOKENTOKENTOKENTOKE>"
     )
     assert m["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert m["Date"].datetime.tzinfo is not None

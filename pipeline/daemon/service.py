@@ -16,11 +16,13 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.base import BaseTrigger
 from sqlalchemy.engine import Engine
 
+from pipeline.bounces.process import fetch_mailbox
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
 from pipeline.content.assemble import mark_sent
@@ -136,6 +138,8 @@ class Daemon:
         self._standing_by = False
         # The BriefError that failed the last tick, if any (`run --once` exits 1 with it).
         self.tick_error: BriefError | None = None
+        # When the bounce mailbox was last read (monotonic seconds; None: not yet).
+        self._bounces_read_at: float | None = None
 
     def request_stop(self) -> None:
         """Finish the batch in flight, record it, and exit (the SIGTERM/SIGINT handler)."""
@@ -153,6 +157,7 @@ class Daemon:
         try:
             outcomes = self._tick()
             self._send_notices()
+            self._read_bounces()
             return outcomes
         finally:
             beat.stop()
@@ -179,6 +184,7 @@ class Daemon:
             scheduler = self._scheduler()
             self._tick()  # catch up whatever came due while nobody led
             self._send_notices()
+            self._read_bounces()
             while not self.stop.is_set() and not self._lost.is_set():
                 if self._wake.wait(self.poll):
                     self._wake.clear()
@@ -186,6 +192,7 @@ class Daemon:
                         self._tick()
                 if not self.stop.is_set() and not self._lost.is_set():
                     self._send_notices()
+                    self._read_bounces()
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
@@ -297,6 +304,28 @@ class Daemon:
                 report.failed,
                 report.given_up,
             )
+
+    def _read_bounces(self) -> None:
+        """Read the ``[bounces]`` mailbox every ``interval_minutes`` (when there is one):
+        bounces, complaints and mailto unsubscribes, each applied once. A mailbox that
+        cannot be read is one ERROR line; the next interval tries again."""
+        bounces = self.settings.bounces
+        if not bounces.configured:
+            return
+        now = monotonic()
+        due = self._bounces_read_at is None or (
+            now - self._bounces_read_at >= bounces.interval_minutes * 60
+        )
+        if not due:
+            return
+        self._bounces_read_at = now
+        try:
+            tally = fetch_mailbox(self.engine, self.settings)
+        except BriefError as exc:
+            log.error("event=bounces_failed error=%s: %s", type(exc).__name__, exc)
+            return
+        if tally.messages:
+            log.info("event=bounces %s", tally.line())
 
     def _scheduler(self):
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.errors import ConfigError, ProviderError, ProviderUnavailable
+from pipeline.mail import VERP_PLACEHOLDER, verp_address
 from pipeline.providers.base import (
     TIMEOUT_KEY,
     Fate,
@@ -177,6 +178,28 @@ class Staged:
     dot_sent: bool = False
 
 
+def _return_path(key: str, value: str) -> str:
+    """``return_path``: empty, or an address with ``{key}`` once in its local part."""
+    if not value:
+        return value
+    local, at, domain = value.rpartition("@")
+    if value.count(VERP_PLACEHOLDER) != 1 or VERP_PLACEHOLDER not in local:
+        raise ConfigError(
+            f"{key}: must hold {VERP_PLACEHOLDER} once, before the @, "
+            'e.g. "bounces+{key}@news.example.com"'
+        )
+    from email_validator import EmailNotValidError, validate_email
+
+    sample = verp_address(value, "issue-001.subscriber-1")
+    try:
+        validate_email(
+            sample, check_deliverability=False, allow_smtputf8=False, globally_deliverable=False
+        )
+    except EmailNotValidError as exc:
+        raise ConfigError(f"{key}: {sample!r} is not an email address ({exc})") from None
+    return value
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -221,6 +244,9 @@ class SmtpProvider:
         "idle_limit": Key((int, float), 10),
         "local_hostname": Key(str, ""),
         "ca_file": Key(str, ""),  # a PEM CA bundle to trust instead of the system's
+        # VERP: "bounces+{key}@news.example.com" puts each delivery's key into MAIL FROM,
+        # so a bounce names its delivery even when the report is mangled ("": From).
+        "return_path": Key(str, "", check=_return_path),
     }
     secrets = ("BRIEF_SMTP_PASSWORD",)
 
@@ -237,6 +263,7 @@ class SmtpProvider:
         self.ssl_context = _tls_context(str(t["ca_file"]), setup.root)
         self.envelope_from = setup.from_address
         self._mail_from = f"FROM:<{self.envelope_from}>"
+        self.return_path = str(t["return_path"])
         if self.tls == "none" and not _is_loopback(self.host):
             raise ConfigError(
                 f"provider.smtp.tls: 'none' is allowed only for a loopback host, not {self.host!r} "
@@ -460,15 +487,20 @@ class SmtpProvider:
         email.utils.parseaddr on every message (0.4 ms of CPU a message).
         """
         to = f"TO:<{msg.to_address}>"
+        mail_from = (
+            f"FROM:<{verp_address(self.return_path, msg.key)}>"
+            if self.return_path
+            else self._mail_from
+        )
         if not self._pipelining:
-            commands = (("mail", self._mail_from), ("rcpt", to), ("data", ""))
+            commands = (("mail", mail_from), ("rcpt", to), ("data", ""))
             for (cmd, args), ok in zip(commands, _OK, strict=True):
                 conn.putcmd(cmd, args)
                 replies.append(conn.getreply())
                 if replies[-1][0] not in ok:
                     return
             return
-        conn.send(f"MAIL {self._mail_from}\r\nRCPT {to}\r\nDATA\r\n")
+        conn.send(f"MAIL {mail_from}\r\nRCPT {to}\r\nDATA\r\n")
         for _ in _OK:
             try:
                 replies.append(conn.getreply())

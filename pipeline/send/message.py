@@ -288,6 +288,8 @@ class MessageFactory:
         self.list_name = list_name or nl.default_list
         self.issue_label = f"{int(rendered.issue_number):03d}"
         self._unsub_prefix = f"{self.base_url}/unsubscribe/"
+        # The mailto alternative only when a mailbox reads it ([bounces]).
+        self._mailto_address = settings.bounces.unsubscribe_address
         self._html = _part(rendered.html)
         self._text = _part(rendered.text)
         self._slots = frozenset(self._html.slots + self._text.slots)
@@ -351,14 +353,18 @@ class MessageFactory:
     def _html_values(values: Mapping[str, str]) -> dict[str, str]:
         return {k: htmlmod.escape(v, quote=True) for k, v in values.items()}
 
-    def _mailto(self, unsubscribe_url: str) -> str:
+    def _mailto(self, unsubscribe_url: str) -> str | None:
+        """The List-Unsubscribe mailto (subject "unsubscribe-<token>"), or None when no
+        mailbox reads the address."""
+        if not self._mailto_address:
+            return None
         token = (
             unsubscribe_url[len(self._unsub_prefix) :]
             if unsubscribe_url.startswith(self._unsub_prefix)
             else ""
         )
         subject = f"unsubscribe-{token}" if token else "unsubscribe"
-        return f"mailto:unsubscribe@{self.domain}?subject={subject}"
+        return f"mailto:{self._mailto_address}?subject={subject}"
 
     def build(
         self, key: str, to_address: str, to_name: str | None, values: Mapping[str, str]
@@ -379,7 +385,7 @@ class MessageFactory:
             if not unsub.startswith(("https://", "http://")) or not unsub.isascii():
                 raise SendError("a list message needs an http(s) ASCII unsubscribe_url value")
             mailto = self._mailto(unsub)
-            headers["List-Unsubscribe"] = f"<{unsub}>, <{mailto}>"
+            headers["List-Unsubscribe"] = f"<{unsub}>, <{mailto}>" if mailto else f"<{unsub}>"
             headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         return _LazyMessage(
             factory=self,
@@ -418,9 +424,12 @@ class MessageFactory:
         if not self.transactional:
             unsub = values["unsubscribe_url"]
             mailto = self._mailto(unsub)
-            # Folded after the comma: a long token must not push the line past 998.
-            out.append(b"List-Unsubscribe: <" + unsub.encode("ascii") + b">," + CRLF)
-            out.append(b" <" + mailto.encode("ascii") + b">" + CRLF)
+            if mailto:
+                # Folded after the comma: a long token must not push the line past 998.
+                out.append(b"List-Unsubscribe: <" + unsub.encode("ascii") + b">," + CRLF)
+                out.append(b" <" + mailto.encode("ascii") + b">" + CRLF)
+            else:
+                out.append(b"List-Unsubscribe: <" + unsub.encode("ascii") + b">" + CRLF)
             out.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" + CRLF)
         out += [
             self._head,

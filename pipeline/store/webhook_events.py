@@ -18,10 +18,12 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from pipeline.errors import StoreError
 from pipeline.store.db import insert_ignoring, one_line, reading, transaction, utcnow
 from pipeline.store.events import log_event
-from pipeline.store.schema import subscribers, webhook_events
+from pipeline.store.schema import events, subscribers, webhook_events
 from pipeline.store.suppress import add_suppression
 
 MAX_EVENT_ID = 200
+# How a soft bounce is logged against the person (counted by ``soft_bounce_issues``).
+SOFT_BOUNCE_DETAIL = "soft bounce (not suppressed)"
 
 
 class EventFate(enum.StrEnum):
@@ -48,6 +50,32 @@ def seen(engine: Engine, provider: str, event_id: str) -> bool:
             )
         ).first()
     return found is not None
+
+
+def subscriber_email(engine: Engine, subscriber_id: int) -> str | None:
+    """The address of subscriber ``subscriber_id`` (None when there is no such person,
+    e.g. erased): a bounce that names only its delivery names the person this way."""
+    with reading(engine) as conn:
+        return conn.execute(
+            sa.select(subscribers.c.email).where(subscribers.c.id == subscriber_id)
+        ).scalar_one_or_none()
+
+
+def soft_bounce_issues(engine: Engine, address_hash: str) -> frozenset[int]:
+    """The issues for which this address soft-bounced before (from the event log)."""
+    with reading(engine) as conn:
+        rows = conn.execute(
+            sa.select(events.c.issue_number)
+            .distinct()
+            .select_from(events.join(subscribers, subscribers.c.id == events.c.subscriber_id))
+            .where(
+                subscribers.c.email_hash == address_hash,
+                events.c.kind == "bounced",
+                events.c.detail.like(SOFT_BOUNCE_DETAIL + "%"),
+                events.c.issue_number.is_not(None),
+            )
+        ).scalars()
+        return frozenset(int(n) for n in rows)
 
 
 def apply_event(

@@ -65,7 +65,7 @@ def apply_events(engine: Engine, events: Iterable[Event]) -> Applied:
             duplicates += 1
             continue
         suppress = event.kind in ("hard_bounce", "complaint")
-        detail = f"suppressed: {event.kind}" if suppress else "soft bounce (not suppressed)"
+        detail = f"suppressed: {event.kind}" if suppress else store.SOFT_BOUNCE_DETAIL
         if event.detail:
             detail += f"; {event.detail}"
         fate = store.apply_event(
