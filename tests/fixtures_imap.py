@@ -169,7 +169,8 @@ service anvil {{
 """
     )
     if as_root:
-        subprocess.run(["chown", "-R", f"{account.pw_uid}:{account.pw_gid}", str(folder)], check=True)
+        owner = f"{account.pw_uid}:{account.pw_gid}"
+        subprocess.run(["chown", "-R", owner, str(folder)], check=True)
     user = account.pw_name if as_root else None
     proc = subprocess.Popen(
         [str(DOVECOT), "-F", "-c", str(conf)],

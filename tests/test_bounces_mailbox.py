@@ -44,7 +44,8 @@ def _mailto(sender: str, token: str) -> bytes:
     return (
         f"From: <{sender}>\r\nTo: {UNSUB}\r\nSubject: unsubscribe-{token}\r\n"
         f"Message-ID: <{token[:8]}.{sender}>\r\nDate: Wed, 2 Dec 2026 13:00:00 +0000\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\nThis message will unsubscribe you.\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+        "This message will unsubscribe you.\r\n"
     ).encode()
 
 
