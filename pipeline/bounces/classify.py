@@ -139,15 +139,25 @@ def _verp_key(msg: email.message.Message, return_path: str) -> str | None:
 
 
 def _original_key(msg: email.message.Message) -> str | None:
-    """The delivery key in the Message-ID of the original message a report quotes."""
+    """The delivery key in the Message-ID of the original message a report quotes (its
+    message/rfc822 or text/rfc822-headers part), else in the report's own threading
+    headers (Gmail and Microsoft 365 set In-Reply-To), else anywhere in its text."""
+    candidates: list[str] = []
     for part in msg.walk():
-        if part.get_content_type() in ("message/rfc822", "text/rfc822-headers"):
-            text = _as_text(part)
-            found = re.search(r"(?im)^message-id:\s*(<[^>]*>)", text)
-            if found and (m := _MESSAGE_ID.search(found.group(1))):
-                return m.group(1)
-    found = _MESSAGE_ID.search(_as_text(msg))
-    return found.group(1) if found else None
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+                candidates.append(str(inner[0].get("Message-ID", "")))
+        elif ctype == "text/rfc822-headers":
+            found = re.search(r"(?im)^message-id:\s*(<[^>]*>)", _as_text(part))
+            candidates.append(found.group(1) if found else "")
+    candidates += [str(msg.get(h, "")) for h in ("In-Reply-To", "References")]
+    candidates.append(_as_text(msg))
+    for text in candidates:
+        if found_id := _MESSAGE_ID.search(text):
+            return found_id.group(1)
+    return None
 
 
 def _delivery(key: str | None) -> dict[str, object]:
