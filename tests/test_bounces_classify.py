@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 DATA = Path(__file__).parent / "data" / "bounces"
 RETURN_PATH = "bounces+{key}@news.example.com"
@@ -138,3 +140,20 @@ def test_a_message_without_message_id_is_keyed_by_its_bytes():
 def test_malformed_messages_are_read_without_an_exception(raw):
     found = _classify(raw)
     assert isinstance(found.findings, tuple)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_bytes_are_read_without_an_exception(raw):
+    found = _classify(raw)
+    assert found.message_id and isinstance(found.findings, tuple)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_any_sample_cut_short_or_damaged_is_read_without_an_exception(data):
+    name = data.draw(st.sampled_from(sorted([*EXPECTED, *IGNORED])))
+    raw = (DATA / name).read_bytes()
+    cut = data.draw(st.integers(0, len(raw)))
+    noise = data.draw(st.binary(max_size=50))
+    _classify(raw[:cut] + noise + raw[cut:][: data.draw(st.integers(0, 200))])

@@ -62,11 +62,17 @@ def return_path_of(settings: Settings) -> str:
 
 def process_message(engine: Engine, settings: Settings, raw: bytes) -> Tally:
     """Classify one message and apply what it says; returns what changed."""
-    found = classify(
-        raw,
-        return_path=return_path_of(settings),
-        unsubscribe_address=settings.bounces.unsubscribe_address,
-    )
+    try:
+        found = classify(
+            raw,
+            return_path=return_path_of(settings),
+            unsubscribe_address=settings.bounces.unsubscribe_address,
+        )
+    except Exception as exc:  # noqa: BLE001 - one unreadable message must not block the rest
+        # Without this, a message the parser chokes on would fail every pass and keep
+        # every message behind it waiting; it is set aside like any ignored one.
+        log.warning("bounces: ignored an unreadable message (%s)", type(exc).__name__)
+        return Tally(messages=1, ignored=1)
     if not found.findings:
         # The reason only: no address or subject of a stranger's mail in the log.
         log.info("bounces: ignored message %s: %s", _short(found.message_id), found.ignored)
