@@ -273,3 +273,19 @@ def test_brief_run_once_reads_the_mailbox(env, brief, imap_server, caplog):
     assert "event=bounces messages=1 hard=1" in caplog.text
     assert _who(env)[0] == {3: "hard_bounce"}
     assert imap_server.messages("INBOX") == []
+
+
+def test_the_daemon_reads_the_mailbox_once_per_interval(env, project, imap_server):
+    from pipeline.config import load_settings
+    from pipeline.content.library import load_library
+    from pipeline.daemon.service import Daemon
+
+    settings = load_settings(project / "brief.toml", env=ENV)
+    daemon = Daemon(settings, env, lambda: load_library(settings.root))
+    imap_server.append((DATA / "gmail-hard.eml").read_bytes())
+    daemon.run_once()
+    assert imap_server.messages("INBOX") == []
+    imap_server.append((DATA / "m365-hard.eml").read_bytes())
+    daemon.run_once()  # within interval_minutes of the last read: not yet
+    assert len(imap_server.messages("INBOX")) == 1
+    assert _who(env)[0] == {3: "hard_bounce"}
