@@ -102,6 +102,11 @@ def test_a_mailto_unsubscribe_carries_the_token_from_its_subject():
     assert finding.token == "u12.3.AbC_dEf-123" and finding.email == "lee@example.org"
 
 
+def test_an_encoded_subject_is_decoded_before_the_token_is_read():
+    [finding] = _classify(_mailto("=?UTF-8?Q?unsubscribe-u12.3.AbC=5FdEf?=")).findings
+    assert finding.token == "u12.3.AbC_dEf"
+
+
 @pytest.mark.parametrize(
     ("subject", "to", "extra", "reason"),
     [

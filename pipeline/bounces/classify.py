@@ -203,7 +203,7 @@ def _address(text: str) -> str | None:
 def _unsubscribe(key: str, msg: email.message.Message) -> Classified:
     if _auto_reply(msg):
         return Classified(key, (), "an auto-reply to the unsubscribe address")
-    found = _TOKEN.search(str(msg.get("Subject", "")))
+    found = _TOKEN.search(_subject(msg))
     if found is None:
         return Classified(key, (), "to the unsubscribe address without a token in the subject")
     sender = parseaddr(str(msg.get("From", "")))[1] or None
@@ -351,6 +351,17 @@ def _one_per_address(findings: Iterable[Finding]) -> list[Finding]:
     return out
 
 
+def _subject(msg: email.message.Message) -> str:
+    """The Subject as text: some clients send even "unsubscribe-…" RFC 2047-encoded."""
+    from email.header import decode_header, make_header
+
+    raw = str(msg.get("Subject", ""))
+    try:
+        return str(make_header(decode_header(raw)))
+    except (ValueError, LookupError, UnicodeError):
+        return raw
+
+
 def _auto_reply(msg: email.message.Message) -> bool:
     """An RFC 3834 auto-reply, or a vacation message in the older conventions."""
     auto = str(msg.get("Auto-Submitted", "no")).strip().lower()
@@ -362,4 +373,4 @@ def _auto_reply(msg: email.message.Message) -> bool:
         return True
     if str(msg.get("Precedence", "")).strip().lower() == "auto_reply":
         return True
-    return bool(_AUTO_SUBJECT.match(str(msg.get("Subject", ""))))
+    return bool(_AUTO_SUBJECT.match(_subject(msg)))
