@@ -167,6 +167,7 @@ class Result:
 # -- VERP: the delivery key in the envelope sender ---------------------------------------
 
 VERP_PLACEHOLDER = "{key}"
+_VERP_AS_IS = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _VERP_KEEP = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -177,6 +178,8 @@ def verp_encode(key: str) -> str:
     other character, and a dot that would start, end or double up (not allowed in a
     dot-atom), is written ``=XX`` (its UTF-8 bytes in hex), as VERP writes "@" as "=".
     """
+    if _VERP_AS_IS.fullmatch(key):  # every delivery key: the per-message path costs ~0.3 µs
+        return key
     out = []
     for i, ch in enumerate(key):
         dot_ok = ch != "." or (0 < i < len(key) - 1 and key[i - 1] != "." and key[i + 1] != ".")
