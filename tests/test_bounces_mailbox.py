@@ -289,3 +289,23 @@ def test_the_daemon_reads_the_mailbox_once_per_interval(env, project, imap_serve
     daemon.run_once()  # within interval_minutes of the last read: not yet
     assert len(imap_server.messages("INBOX")) == 1
     assert _who(env)[0] == {3: "hard_bounce"}
+
+
+def test_plain_imap_on_loopback_and_the_tally_as_json(project, brief, imap_server):
+    import json
+
+    _configure(project, imap_server, port=imap_server.starttls_port, tls='"none"')
+    imap_server.append((DATA / "human.eml").read_bytes())
+    out = brief("bounces", "fetch", "--json", env=ENV)
+    assert out.code == 0, out.err
+    assert json.loads(out.out) == {
+        "messages": 1,
+        "hard": 0,
+        "soft": 0,
+        "complaints": 0,
+        "unsubscribed": 0,
+        "ignored": 1,
+        "duplicates": 0,
+        "unknown": 0,
+    }
+    assert len(imap_server.messages("Processed")) == 1
