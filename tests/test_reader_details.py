@@ -94,13 +94,14 @@ def _headers(raw: bytes) -> email.message.Message:
     return email.message_from_bytes(raw, policy=email.policy.default)
 
 
-def _unsubscribe_link_resolves(msg: email.message.Message, site: Path, base_url: str) -> None:
-    """The copy's unsubscribe link is a page of the built site (not /unsubscribe/sample)."""
+def _personal_links_resolve(msg: email.message.Message, site: Path, base_url: str) -> None:
+    """The copy's unsubscribe and preferences links are pages of the built site (not
+    /unsubscribe/sample, a 404)."""
     body = msg.get_body(("html",))
     assert body is not None
-    prefix = re.escape(base_url + "/unsubscribe/")
+    prefix = re.escape(base_url) + "/(?:unsubscribe|preferences)/"
     links = set(re.findall(r'href="(' + prefix + r'[^"]*)"', body.get_content()))
-    assert links, "no unsubscribe link in the copy"
+    assert len(links) == 2, f"expected an unsubscribe and a preferences link: {links}"
     for link in links:
         path = link[len(base_url) :]
         target = site / path.lstrip("/")
@@ -123,5 +124,5 @@ def test_test_copy_and_sample_eml_are_not_list_mail(brief, published, settings, 
         for header in ("List-Unsubscribe", "List-Unsubscribe-Post", "List-Id"):
             assert msg[header] is None, f"{name} carries {header}: {msg[header]}"
         assert msg["X-Brief-Issue"] == "003", name
-        _unsubscribe_link_resolves(msg, site, base_url)
+        _personal_links_resolve(msg, site, base_url)
     assert _headers(test_copy.read_bytes())["Subject"].startswith("[TEST] ")

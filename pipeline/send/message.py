@@ -462,10 +462,10 @@ def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
     return {
         "name": name,
         "greeting": settings.newsletter.greet(display_name(name)),
-        # The site's page on how to unsubscribe: a sample has no token, and a made-up
-        # one (/unsubscribe/sample) was a 404 for the editor who clicked it.
+        # The site's pages on unsubscribing and preferences: a sample has no token, and a
+        # made-up one (/unsubscribe/sample) was a 404 for the editor who clicked it.
         "unsubscribe_url": f"{base}/unsubscribe/",
-        "preferences_url": f"{base}/preferences/sample",
+        "preferences_url": f"{base}/preferences/",
     }
 
 
