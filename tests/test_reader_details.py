@@ -126,3 +126,10 @@ def test_test_copy_and_sample_eml_are_not_list_mail(brief, published, settings, 
         assert msg["X-Brief-Issue"] == "003", name
         _personal_links_resolve(msg, site, base_url)
     assert _headers(test_copy.read_bytes())["Subject"].startswith("[TEST] ")
+
+
+def test_brief_serve_answers_the_sample_links_with_their_pages(client):
+    for path, says in (("/unsubscribe/", "Unsubscribe"), ("/preferences/", "Your preferences")):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert f"<h1>{says}</h1>" in response.text, path
