@@ -55,7 +55,9 @@ class ContentError(BriefError):
     """Content failed validation; carries every problem found in one run."""
 
     def __init__(self, problems: Iterable[Problem]):
-        self.problems = tuple(problems)
+        # In the order the editor reads them: file by file, top to bottom (the checks
+        # find them in another order; sorted() is stable, so one line keeps its order).
+        self.problems = tuple(sorted(problems, key=lambda p: (p.path, p.line)))
         super().__init__("\n".join(str(p) for p in self.problems))
 
     def __str__(self) -> str:

@@ -11,7 +11,7 @@ from tests.conftest import REPO
 def test_check_is_clean_on_the_shipped_content(brief):
     outcome = brief("check")
     assert outcome.code == 0, outcome.err
-    assert outcome.out.startswith("ok: 7 glossary entries, 5 museum stories, 1 issues")
+    assert outcome.out.startswith("ok: 7 glossary entries, 5 museum stories, 1 issue (")
 
 
 def test_check_exits_1_with_every_content_problem(project, brief):

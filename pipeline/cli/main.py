@@ -117,6 +117,27 @@ def console():
     return Console(highlight=False)
 
 
+def print_table(table: Any, out: Any = None) -> None:
+    """Print a rich table without cutting a cell short where nobody can widen the window.
+
+    In a terminal the table fits its width (columns marked ``overflow="fold"``, like
+    addresses, fold onto more lines and lose nothing); piped or redirected, it is printed
+    at its natural width, each row one line, so no address ends in "…" for grep or a file.
+    """
+    from rich.measure import Measurement
+
+    out = out or console()
+    if not out.is_terminal:
+        wide = out.options.update(width=1_000_000, max_width=1_000_000)
+        out.width = max(Measurement.get(out, wide, table).maximum, 1)
+    out.print(table)
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """``1 issue``, ``2 issues``: a count with its noun agreeing (``many`` when not +s)."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
 
@@ -158,8 +179,9 @@ def check(env: Env) -> None:
     for w in warnings:
         click.echo(w, err=True)
     click.echo(
-        f"ok: {len(library.glossary)} glossary entries, {len(library.museum)} museum "
-        f"stories, {len(library.issues)} issues ({settings.path})"
+        f"ok: {plural(len(library.glossary), 'glossary entry', 'glossary entries')}, "
+        f"{plural(len(library.museum), 'museum story', 'museum stories')}, "
+        f"{plural(len(library.issues), 'issue')} ({settings.path})"
     )
 
 
@@ -227,7 +249,7 @@ def queue_cmd(env: Env, as_json: bool) -> None:
                 f.museum.title if f.museum else "[red]—[/]",
             )
         out = console()
-        out.print(table)
+        print_table(table, out)
         out.print(
             f"runway: {fc.runway} issue(s) "
             f"({len(fc.queue.glossary)} glossary, {len(fc.queue.museum)} museum queued)"

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from pipeline.cli.main import print_table
 from pipeline.errors import ProviderError, StoreError
 from pipeline.send.notices import send_confirmation
 from pipeline.store import (
@@ -52,15 +53,19 @@ def _text(value: Any):  # type: ignore[no-untyped-def]
     return Text(str(value))
 
 
+# Columns that hold an address: never cut to "dave@example.c…" (folded in a terminal).
+ADDRESS_COLUMNS = frozenset({"email", "address"})
+
+
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     from rich.table import Table
 
     table = Table(title=title)
     for col in columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold" if col in ADDRESS_COLUMNS else "ellipsis")
     for row in rows:
         table.add_row(*[_text(v) for v in row])
-    _console().print(table)
+    print_table(table, _console())
 
 
 def _json(data: Any) -> None:

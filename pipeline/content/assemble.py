@@ -130,6 +130,23 @@ def propose_preheader(entry: GlossaryEntry, story: MuseumStory) -> str:
     return text
 
 
+def propose_intro(entry: GlossaryEntry, story: MuseumStory) -> str:
+    """The intro the editor starts from: the term and the museum story by its title (the
+    organisation alone says who failed, not what the reader is about to read)."""
+    return (
+        f"This issue: **{_literal(entry.term)}** in the AI Glossary, and, in the Failure "
+        f"Museum, *{_literal(story.title)}*."
+    )
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]<>])")
+
+
+def _literal(text: str) -> str:
+    """``text`` as Markdown that shows it as written (a title's ``*`` is not emphasis)."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
 def assemble(
     library: Library, settings: Settings, now: datetime, for_date: date | None = None
 ) -> Assembled:
@@ -182,10 +199,7 @@ def assemble(
         glossary=(entry.slug,),
         museum=(story.slug,),
         status="draft",
-        intro=(
-            f"This issue: **{entry.term}** in the AI Glossary, and "
-            f"{story.organisation} in the Failure Museum."
-        ),
+        intro=propose_intro(entry, story),
         path=library.root / "issues" / f"{number:03d}-{at.date().isoformat()}.md",
     )
     write_issue(issue)

@@ -182,7 +182,8 @@ def lint_rendered(
             f"subject is {len(rendered.subject)} characters; inboxes cut it after about "
             f"{SUBJECT_MAX}",
         )
-    out.sort(key=lambda f: f.level != "error")
+    # Errors first, then each file top to bottom, as the editor will fix them.
+    out.sort(key=lambda f: (f.level != "error", f.problem.path, f.problem.line))
     return out
 
 
@@ -200,7 +201,10 @@ def raise_errors(findings: Iterable[Finding]) -> list[str]:
     errors = [f.problem for f in findings if f.level == "error"]
     if errors:
         raise ContentError(errors)
-    return [str(f) for f in findings if f.level != "error"]
+    warnings = sorted(
+        (f for f in findings if f.level != "error"), key=lambda f: (f.problem.path, f.problem.line)
+    )
+    return [str(f) for f in warnings]
 
 
 def lint_library(library: Library, settings: Settings) -> list[str]:

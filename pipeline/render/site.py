@@ -154,6 +154,20 @@ def pages(library: Library, settings: Settings) -> dict[str, Page]:
         )
     # The archive copy of an issue links here instead of a personal unsubscribe link.
     add("/unsubscribe/", html("web/unsubscribe_help.html.j2", title="Unsubscribe"))
+    # A sample or [TEST] copy has no personal preferences link: it leads here.
+    add(
+        "/preferences/",
+        html(
+            "web/message.html.j2",
+            title="Your preferences",
+            paragraphs=(
+                "Each email ends with a personal link to your preferences, where you choose "
+                "which lists you get; it needs no login.",
+                f"Can't find an email? Write to {settings.newsletter.reply_to} and a person "
+                "will change them for you.",
+            ),
+        ),
+    )
     add("/feed.xml", lambda: feed(arc, settings), "application/atom+xml; charset=utf-8")
     for name in STATIC_FILES:
         path = settings.root / "templates" / "web" / "static" / name

@@ -33,8 +33,9 @@ def _autoescape(name: str | None) -> bool:
 
 
 def long_date(day: date) -> str:
-    """A date as readers write it: ``Wednesday 2 December 2026``."""
-    return f"{day:%A} {day.day} {day:%B %Y}"
+    """A date as readers write it, ``2 December 2026``: the one format of every date in the
+    mail and on the site (templates use the ``long_date`` filter, never strftime)."""
+    return f"{day.day} {day:%B %Y}"
 
 
 def environment(settings: Settings) -> jinja2.Environment:

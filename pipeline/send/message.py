@@ -471,8 +471,10 @@ def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
     return {
         "name": name,
         "greeting": settings.newsletter.greet(display_name(name)),
-        "unsubscribe_url": f"{base}/unsubscribe/sample",
-        "preferences_url": f"{base}/preferences/sample",
+        # The site's pages on unsubscribing and preferences: a sample has no token, and a
+        # made-up one (/unsubscribe/sample) was a 404 for the editor who clicked it.
+        "unsubscribe_url": f"{base}/unsubscribe/",
+        "preferences_url": f"{base}/preferences/",
     }
 
 
@@ -487,8 +489,9 @@ test_copy.__test__ = False  # not a pytest test despite the name
 
 
 def sample_message(rendered: Any, settings: Settings) -> bytes:
-    """The complete .eml of one issue as a reader would get it (for ``brief render``)."""
-    factory = MessageFactory(rendered, settings)
+    """The complete .eml of one issue as a reader would get it (for ``brief render``), less
+    the list headers: a sample reaches no subscriber, so it has nothing to unsubscribe from."""
+    factory = MessageFactory(rendered, settings, transactional=True)
     msg = factory.build(
         f"issue-{factory.issue_label}.sample", "reader@example.com", None, sample_values(settings)
     )

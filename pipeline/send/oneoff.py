@@ -76,9 +76,12 @@ def _with_headers(msg: OutgoingMessage, headers: dict[str, str]) -> OutgoingMess
 def send_test(
     settings: Settings, library: Library, issue: Issue, to_address: str, *, rendered: Any = None
 ) -> Result:
-    """A ``[TEST]`` copy of an issue to one editor, outside the ledger (any status)."""
+    """A ``[TEST]`` copy of an issue to one editor, outside the ledger (any status).
+
+    Not list mail: no List-Id or List-Unsubscribe (the editor is not subscribed by it, and
+    a one-click unsubscribe of a sample would lead nowhere)."""
     rendered = rendered if rendered is not None else render(issue, library, settings)
-    factory = MessageFactory(test_copy(rendered), settings)
+    factory = MessageFactory(test_copy(rendered), settings, transactional=True)
     msg = factory.build(
         f"issue-{issue.label}.test-{secrets.token_hex(4)}",
         to_address,
