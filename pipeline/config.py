@@ -174,6 +174,17 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
+class TrackingSettings:
+    """``[tracking]``: which reader actions are measured, and how long per-click rows live
+    before they are rolled up into per-link counts (no person in them)."""
+
+    clicks: bool = True
+    # Off by default: pixels are mostly fetched by Apple's proxy, not read by people.
+    opens: bool = False
+    keep_days: int = 90
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Brief needs to know, read once and passed down."""
 
@@ -187,6 +198,7 @@ class Settings:
     web: WebSettings
     env: Mapping[str, str] = field(repr=False, compare=False)
     bounces: BounceSettings = field(default_factory=BounceSettings)
+    tracking: TrackingSettings = field(default_factory=TrackingSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -273,7 +285,17 @@ def _greeting(value: str, key: str) -> str:
 
 # The keys each section of brief.toml may hold; any other key is refused by name.
 _SECTIONS = frozenset(
-    {"newsletter", "schedule", "database", "provider", "send", "web", "webhooks", "bounces"}
+    {
+        "newsletter",
+        "schedule",
+        "database",
+        "provider",
+        "send",
+        "web",
+        "webhooks",
+        "bounces",
+        "tracking",
+    }
 )
 _NEWSLETTER_KEYS = frozenset(
     {
@@ -328,6 +350,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     send = _read_send(r, database)
     web = _read_web(r)
     bounces = _read_bounces(r)
+    tracking = _read_tracking(r)
     return Settings(
         path=path,
         root=root,
@@ -339,6 +362,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         web=web,
         env=MappingProxyType(dict(env)),
         bounces=bounces,
+        tracking=tracking,
     )
 
 
@@ -574,6 +598,22 @@ def _read_bounces(r: _Reader) -> BounceSettings:
             r.number(bs, "bounces.interval_minutes", INTERVAL_MINUTES, d.interval_minutes, True)
         ),
         unsubscribe_address=unsub,
+    )
+
+
+_TRACKING_KEYS = frozenset({"clicks", "opens", "keep_days"})
+KEEP_DAYS = (1, 3650)
+
+
+def _read_tracking(r: _Reader) -> TrackingSettings:
+    """``[tracking]`` (optional): click tracking (on), the open pixel (off), keep_days."""
+    ts = r.section("tracking", required=False)
+    r.only("tracking", _TRACKING_KEYS)
+    d = TrackingSettings()
+    return TrackingSettings(
+        clicks=r.get(ts, "tracking.clicks", bool, d.clicks),
+        opens=r.get(ts, "tracking.opens", bool, d.opens),
+        keep_days=int(r.number(ts, "tracking.keep_days", KEEP_DAYS, d.keep_days, True)),
     )
 
 

@@ -22,6 +22,9 @@ PLACEHOLDERS: Mapping[str, str] = {
     "greeting": "%%BRIEF_GREETING%%",
     "unsubscribe_url": "%%BRIEF_UNSUBSCRIBE_URL%%",
     "preferences_url": "%%BRIEF_PREFERENCES_URL%%",
+    # The reader's part of each tracked link (``/c/``) and of the open pixel (``/o/``):
+    # subscriber id and its signature, one value per recipient for every link.
+    "click_token": "%%BRIEF_CLICK_TOKEN%%",
 }
 
 

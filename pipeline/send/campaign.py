@@ -38,6 +38,7 @@ from pipeline.send.workers import Answer, Chunk, Step, Worker, delivery_key
 from pipeline.store import audience, audience_count, suppress
 from pipeline.store import ledger as lg
 from pipeline.store.audience import recipients_by_id
+from pipeline.store.clicks import record_links
 from pipeline.store.db import utcnow
 from pipeline.store.ledger import CampaignState, DeliveryState, FailureGroup, Outcome, PauseKind
 
@@ -148,6 +149,8 @@ def send_campaign(
     first = providers[0]
     rendered = rendered if rendered is not None else render(issue, library, settings)
     factory = MessageFactory(rendered, settings, list_name=list_name)
+    # The links before any mail goes: a click on the first message finds its target.
+    record_links(engine, issue.number, factory.links)
     holder = lg.holder_name()
     if join:
         campaign = lg.join_campaign(engine, issue.number, list_name, holder)

@@ -28,6 +28,8 @@ from typing import Any
 from pipeline.config import Settings
 from pipeline.errors import AddressRefused, SendError
 from pipeline.mail import PLACEHOLDERS, Content, OutgoingMessage
+from pipeline.send.tracking import track
+from pipeline.store.clicks import Link, click_token
 from pipeline.store.tokens import preferences_token, unsubscribe_token
 
 _json_string = json.encoder.encode_basestring  # type: ignore[attr-defined]
@@ -280,7 +282,6 @@ class MessageFactory:
         transactional: bool = False,
     ):
         nl = settings.newsletter
-        self.rendered = rendered
         self.settings = settings
         self.domain = nl.domain
         self.base_url = nl.base_url
@@ -290,6 +291,13 @@ class MessageFactory:
         self._unsub_prefix = f"{self.base_url}/unsubscribe/"
         # The mailto alternative only when a mailbox reads it ([bounces]).
         self._mailto_address = settings.bounces.unsubscribe_address
+        # List mail only: a confirmation, a test copy or a sample records nothing, so its
+        # links stay direct. The tracked links are static text with one slot each.
+        self.links: tuple[Link, ...] = ()
+        if not transactional:
+            tracked = track(rendered, settings)
+            rendered, self.links = tracked.rendered, tracked.links
+        self.rendered = rendered
         self._html = _part(rendered.html)
         self._text = _part(rendered.text)
         self._slots = frozenset(self._html.slots + self._text.slots)
@@ -444,12 +452,16 @@ class MessageFactory:
     def for_recipient(self, key: str, recipient: Any) -> OutgoingMessage:
         """Build from a store ``Recipient`` (email, name and link tokens)."""
         return self.build(
-            key, recipient.email, recipient.name, recipient_values(self.settings, recipient)
+            key,
+            recipient.email,
+            recipient.name,
+            recipient_values(self.settings, recipient, self.content.issue_number),
         )
 
 
-def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
-    """The placeholder values of one store ``Recipient``: name and personal links."""
+def recipient_values(settings: Settings, recipient: Any, issue: int = 0) -> dict[str, str]:
+    """The placeholder values of one store ``Recipient``: name and personal links (and
+    the click token of ``issue``'s tracked links)."""
     base = settings.newsletter.base_url
     # Minted here, not through the Recipient's cached properties: on Python 3.11 every
     # cached_property holds one lock for all instances, so four send workers queued on
@@ -462,6 +474,7 @@ def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
         "unsubscribe_url": f"{base}/unsubscribe/"
         + unsubscribe_token(r.token_key, r.membership_id, r.consent_seq),
         "preferences_url": f"{base}/preferences/" + preferences_token(r.token_key, r.subscriber_id),
+        "click_token": click_token(r.token_key, issue, r.subscriber_id),
     }
 
 
@@ -475,6 +488,8 @@ def sample_values(settings: Settings, name: str = "") -> dict[str, str]:
         # made-up one (/unsubscribe/sample) was a 404 for the editor who clicked it.
         "unsubscribe_url": f"{base}/unsubscribe/",
         "preferences_url": f"{base}/preferences/",
+        # Tracked links of a sample lead to the redirect but record nothing (no person).
+        "click_token": "sample",
     }
 
 

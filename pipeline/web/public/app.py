@@ -22,7 +22,7 @@ from pipeline.config import Settings
 from pipeline.content.library import Library
 from pipeline.render.templating import environment
 from pipeline.store import open_store
-from pipeline.web.public import archive, consent, subscribe, webhooks
+from pipeline.web.public import archive, clicks, consent, subscribe, webhooks
 from pipeline.web.public.context import PublicState, default_loader, state_of
 from pipeline.web.security import BodyLimit, CatchAll, SecurityHeaders, origin_of
 from pipeline.webhooks.registry import Verifiers
@@ -44,6 +44,8 @@ ROUTES = [
     Route("/preferences/{token}", consent.preferences_page, methods=["GET"]),
     Route("/preferences/{token}", consent.preferences, methods=["POST"]),
     Route("/webhooks/{provider}", webhooks.webhook, methods=["POST"]),
+    Route("/c/{token}", clicks.click, methods=["GET", "HEAD"]),
+    Route("/o/{token}", clicks.pixel, methods=["GET", "HEAD"]),
     Route("/{path:path}", archive.archive_page, methods=["GET", "HEAD"]),
 ]
 
@@ -73,6 +75,7 @@ def create_app(
         load_library=load_library or default_loader(settings),
         env=environment(settings),
         base_origin=base_origin,
+        clicks=clicks.ClickRecorder(engine),
     )
     app = Starlette(
         routes=ROUTES, exception_handlers={HTTPException: http_error}, lifespan=lifespan
@@ -122,12 +125,15 @@ async def lifespan(app: Starlette) -> AsyncIterator[None]:
     state: PublicState = app.state.brief
     state.wake = asyncio.Event()
     task = asyncio.create_task(sender(state, state.wake))
+    # Clicks are written by their own task, in batches, never by the request.
+    recorder = asyncio.create_task(state.clicks.run())
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, recorder):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         state.wake = None
 
 

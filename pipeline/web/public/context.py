@@ -54,6 +54,8 @@ class PublicState:
     _library: Library | None = None
     _stamp: tuple = field(default_factory=tuple)
     wake: asyncio.Event | None = None
+    # The ClickRecorder (web/public/clicks): the click queue and the links' cache.
+    clicks: Any = None
 
     def kick(self) -> None:
         """Tell the background sender there is mail in the queue (when one runs)."""
