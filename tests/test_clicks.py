@@ -334,3 +334,62 @@ def test_the_archive_and_test_copies_carry_no_tracked_links(project, store_url):
         assert "/c/" not in body, path
     sample = sample_message(render_issue(library.issue(1), library, settings), settings).decode()
     assert "/c/" not in sample
+
+
+def test_tracking_settings_default_to_clicks_on_opens_off_and_name_a_bad_key(project):
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+
+    t = load_settings(project / "brief.toml", env={}).tracking
+    assert (t.clicks, t.opens, t.keep_days) == (True, False, 90)
+    toml = project / "brief.toml"
+    base = toml.read_text()
+    for extra, message in (
+        ("[tracking]\npixels = true\n", "tracking.pixels: unknown key"),
+        ("[tracking]\nkeep_days = 0\n", "tracking.keep_days"),
+        ("[tracking]\nclicks = 'yes'\n", "tracking.clicks"),
+    ):
+        toml.write_text(base + "\n" + extra)
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            load_settings(toml, env={})
+
+
+def test_the_subscribe_page_says_what_is_measured(client):
+    page = client.get("/subscribe")
+    assert "What we measure: which links in an issue you click" in page.text
+    assert "not whether you open the email" in page.text
+    assert "No IP addresses are stored" in page.text
+
+
+def test_brief_tracking_rollup_rolls_up_and_says_so(project, brief, store_url):
+    import json
+
+    import sqlalchemy as sa
+
+    from pipeline.store.schema import clicks
+
+    settings, engine, _ = _send(project, store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                clicks.insert(),
+                [
+                    {
+                        "issue_number": 1,
+                        "link_id": 1,
+                        "kind": "click",
+                        "subscriber_id": 1,
+                        "at": datetime.now(UTC) - timedelta(days=days),
+                        "machine": False,
+                        "reasons": "",
+                    }
+                    for days in (200, 100, 1)
+                ],
+            )
+        outcome = brief("tracking", "rollup", "--json")
+        assert outcome.code == 0, outcome.err
+        assert json.loads(outcome.out) == {"rolled": 2, "counts": 2, "keep_days": 90}
+        with engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(clicks)).scalar_one() == 1
+    finally:
+        engine.dispose()

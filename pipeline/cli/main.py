@@ -39,6 +39,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "site": ("pipeline.cli.web:site", "Build the static web archive."),
     "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
     "bounces": ("pipeline.cli.bounces:bounces", "Read the bounce mailbox (or an mbox file)."),
+    "tracking": ("pipeline.cli.tracking:tracking", "Roll old clicks up into per-link counts."),
 }
 
 

@@ -32,12 +32,15 @@ from pipeline.errors import BriefError
 from pipeline.send import send_campaign
 from pipeline.send.notices import drain
 from pipeline.store import ledger, locks
+from pipeline.store.clicks import rollup
 
 log = logging.getLogger("brief.daemon")
 
 JOBS_TABLE = "brief_apscheduler_jobs"
 SEND_JOB = "slot-send"
 ASSEMBLE_JOB = "slot-assemble"
+# Per-click rows older than [tracking] keep_days are rolled up this often (seconds).
+ROLLUP_EVERY = 24 * 3600
 
 
 class SlotTrigger(BaseTrigger):
@@ -140,6 +143,8 @@ class Daemon:
         self.tick_error: BriefError | None = None
         # When the bounce mailbox was last read (monotonic seconds; None: not yet).
         self._bounces_read_at: float | None = None
+        # When clicks were last rolled up (monotonic seconds; None: not yet).
+        self._clicks_rolled_at: float | None = None
 
     def request_stop(self) -> None:
         """Finish the batch in flight, record it, and exit (the SIGTERM/SIGINT handler)."""
@@ -158,6 +163,7 @@ class Daemon:
             outcomes = self._tick()
             self._send_notices()
             self._read_bounces()
+            self._roll_up_clicks()
             return outcomes
         finally:
             beat.stop()
@@ -185,6 +191,7 @@ class Daemon:
             self._tick()  # catch up whatever came due while nobody led
             self._send_notices()
             self._read_bounces()
+            self._roll_up_clicks()
             while not self.stop.is_set() and not self._lost.is_set():
                 if self._wake.wait(self.poll):
                     self._wake.clear()
@@ -193,6 +200,7 @@ class Daemon:
                 if not self.stop.is_set() and not self._lost.is_set():
                     self._send_notices()
                     self._read_bounces()
+                    self._roll_up_clicks()
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=True)
@@ -326,6 +334,22 @@ class Daemon:
             return
         if tally.messages:
             log.info("event=bounces %s", tally.line())
+
+    def _roll_up_clicks(self) -> None:
+        """Once a day: clicks older than ``[tracking] keep_days`` into per-link counts
+        (``brief tracking rollup`` does the same by hand). A failure is one ERROR line;
+        the next day tries again."""
+        now = monotonic()
+        if self._clicks_rolled_at is not None and now - self._clicks_rolled_at < ROLLUP_EVERY:
+            return
+        self._clicks_rolled_at = now
+        try:
+            done = rollup(self.engine, self.settings.tracking.keep_days, datetime.now(UTC))
+        except BriefError as exc:
+            log.error("event=clicks_rollup_failed error=%s: %s", type(exc).__name__, exc)
+            return
+        if done.rolled:
+            log.info("event=clicks_rollup rolled=%d counts=%d", done.rolled, done.counts)
 
     def _scheduler(self):
         from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED

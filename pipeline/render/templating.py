@@ -59,6 +59,8 @@ def environment(settings: Settings) -> jinja2.Environment:
     env.filters["long_date"] = long_date
     env.globals["footnotes"] = markdown.Footnotes
     env.globals["newsletter"] = settings.newsletter
+    # What is measured, for the subscribe form's fine print.
+    env.globals["tracking"] = settings.tracking
     return env
 
 
