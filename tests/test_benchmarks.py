@@ -19,6 +19,13 @@ SCRIPTS = sorted((REPO / "benchmarks").glob("bench_*.py"))
 # The measured steps a smoke run must report figures for ("  <step>: {json}"): a step
 # dropped from the smoke run would otherwise rot unseen.
 SMOKE_STEPS = {
+    "bench_clicks": (
+        "send sqlite 5",
+        "baseline sqlite 50/s",
+        "click sqlite 50/s",
+        "send postgresql 5",
+        "click postgresql 50/s",
+    ),
     "bench_send": (
         "smtp-sink sqlite 40",
         "aiosmtpd postgresql 40",
