@@ -198,29 +198,38 @@ def insert_hits(conn: Connection, hits: Sequence[Hit]) -> None:
 
 
 def recent_clicks(
-    conn: Connection, issue_number: int, subscriber_id: int, since: datetime
-) -> list[tuple[int, int, datetime, str]]:
-    """(id, link id, at, reasons) of one person's clicks on an issue since ``since``."""
-    rows = conn.execute(
-        sa.select(clicks.c.id, clicks.c.link_id, clicks.c.at, clicks.c.reasons).where(
-            clicks.c.issue_number == issue_number,
-            clicks.c.subscriber_id == subscriber_id,
-            clicks.c.kind == "click",
-            clicks.c.at >= since.astimezone(UTC),
+    conn: Connection, issue_number: int, subscriber_ids: Iterable[int], since: datetime
+) -> dict[int, list[tuple[int, int, datetime, str]]]:
+    """Per subscriber: (id, link id, at, reasons) of their clicks on an issue since
+    ``since`` (one query for the whole batch)."""
+    out: dict[int, list[tuple[int, int, datetime, str]]] = {}
+    for chunk in _chunks(sorted(set(subscriber_ids)), 500):
+        rows = conn.execute(
+            sa.select(
+                clicks.c.id, clicks.c.subscriber_id, clicks.c.link_id, clicks.c.at, clicks.c.reasons
+            ).where(
+                clicks.c.issue_number == issue_number,
+                clicks.c.subscriber_id.in_(chunk),
+                clicks.c.kind == "click",
+                clicks.c.at >= since.astimezone(UTC),
+            )
         )
-    ).all()
-    return [
-        (r.id, r.link_id, r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC), r.reasons)
-        for r in rows
-    ]
+        for r in rows:
+            at = r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC)
+            out.setdefault(r.subscriber_id, []).append((r.id, r.link_id, at, r.reasons))
+    return out
 
 
 def mark_machine(conn: Connection, reasons_by_id: Mapping[int, str]) -> None:
     """Re-class clicks as machine with their new reasons (a burst seen after the fact)."""
-    for cid, reasons in reasons_by_id.items():
-        conn.execute(
-            clicks.update().where(clicks.c.id == cid).values(machine=True, reasons=reasons[:200])
-        )
+    if not reasons_by_id:
+        return
+    conn.execute(
+        clicks.update()
+        .where(clicks.c.id == sa.bindparam("cid"))
+        .values(machine=True, reasons=sa.bindparam("why")),
+        [{"cid": cid, "why": why[:200]} for cid, why in reasons_by_id.items()],
+    )
 
 
 @dataclass(frozen=True)

@@ -141,17 +141,25 @@ class ClickRecorder:
         return len(hits)
 
     def _bursts(self, conn, hits: list[store_clicks.Hit]) -> None:
-        """Re-class one person's clicks on every link within the burst window."""
-        people = {(h.issue_number, h.subscriber_id) for h in hits}
-        totals = store_clicks.link_totals(conn, {i for i, _ in people})
-        for issue, sid in people:
-            first = min(h.at for h in hits if (h.issue_number, h.subscriber_id) == (issue, sid))
-            rows = store_clicks.recent_clicks(conn, issue, sid, first - scanners.BURST)
-            found = scanners.burst([(r[0], r[1], r[2]) for r in rows], totals.get(issue, 0))
-            store_clicks.mark_machine(
-                conn,
-                {r[0]: scanners.join_reasons(r[3], ["burst"]) for r in rows if r[0] in found},
-            )
+        """Re-class one person's clicks on every link within the burst window (one query
+        per issue in the batch, and only for people who clicked as many links)."""
+        by_issue: dict[int, dict[int, datetime]] = {}
+        for h in hits:
+            first = by_issue.setdefault(h.issue_number, {})
+            first[h.subscriber_id] = min(first.get(h.subscriber_id, h.at), h.at)
+        totals = store_clicks.link_totals(conn, by_issue)
+        for issue, people in by_issue.items():
+            if totals.get(issue, 0) < 2:
+                continue
+            since = min(people.values()) - scanners.BURST
+            found_rows = store_clicks.recent_clicks(conn, issue, people, since)
+            marks: dict[int, str] = {}
+            for rows in found_rows.values():
+                found = scanners.burst([(r[0], r[1], r[2]) for r in rows], totals[issue])
+                marks.update(
+                    {r[0]: scanners.join_reasons(r[3], ["burst"]) for r in rows if r[0] in found}
+                )
+            store_clicks.mark_machine(conn, marks)
 
     async def run(self) -> None:
         """Flush every FLUSH_EVERY seconds or when a batch is full, until cancelled."""
