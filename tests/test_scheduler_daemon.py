@@ -168,3 +168,32 @@ def test_a_job_due_while_down_fires_once_within_grace_and_is_reported_missed_aft
     _backdate(sched_store, SEND_JOB, now - timedelta(hours=7))
     missed = _start_and_stop(settings, sched_store, sched_lib, caplog)
     assert len(missed) == 1 and "event=job_missed" in missed[0]
+
+
+def test_a_pass_rolls_clicks_older_than_keep_days_up_into_counts(settings, sched_store, sched_lib):
+    from pipeline.store import add_subscriber
+    from pipeline.store.schema import clicks, link_counts
+
+    add_subscriber(sched_store, "ann@example.com", confirmed=True, source="test")
+    with sched_store.begin() as conn:
+        conn.execute(
+            clicks.insert(),
+            [
+                {
+                    "issue_number": 1,
+                    "link_id": 1,
+                    "kind": "click",
+                    "subscriber_id": 1,
+                    "at": QUIET - timedelta(days=days),
+                    "machine": False,
+                    "reasons": "",
+                }
+                for days in (91, 89)
+            ],
+        )
+    assert daemon(settings, sched_store, sched_lib, QUIET).run_once() == []
+    with sched_store.connect() as conn:
+        left = conn.execute(sa.select(clicks.c.at)).all()
+        counts = conn.execute(sa.select(link_counts.c.link_id, link_counts.c.human)).all()
+    assert len(left) == 1  # the click 89 days old stays a row
+    assert sorted(tuple(r) for r in counts) == [(0, 1), (1, 1)]

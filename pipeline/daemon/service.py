@@ -344,7 +344,7 @@ class Daemon:
             return
         self._clicks_rolled_at = now
         try:
-            done = rollup(self.engine, self.settings.tracking.keep_days, datetime.now(UTC))
+            done = rollup(self.engine, self.settings.tracking.keep_days, self.clock())
         except BriefError as exc:
             log.error("event=clicks_rollup_failed error=%s: %s", type(exc).__name__, exc)
             return
