@@ -24,6 +24,8 @@ from pipeline.errors import BriefError
 # listing the commands does not import them.
 LAZY: dict[str, tuple[str, str]] = {
     "check": ("pipeline.cli.main:check", "Validate settings and all content (and lint issues)."),
+    "approve": ("pipeline.cli.editor:approve", "Check an issue and mark it approved."),
+    "new": ("pipeline.cli.editor:new", "Start a glossary entry, museum story or special issue."),
     "schedule": ("pipeline.cli.main:schedule", "Print the next send slots."),
     "queue": ("pipeline.cli.main:queue_cmd", "Show the queue, the forecast and the runway."),
     "assemble": ("pipeline.cli.main:assemble_cmd", "Write the next issue file from the queue."),
@@ -167,10 +169,11 @@ def check(env: Env) -> None:
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
     provider_setup(settings)
+    from pipeline.content.library import drafts
     from pipeline.render.lint import lint_library
 
     library = env.library()
-    warnings = lint_library(library, settings)
+    warnings = drafts(library) + lint_library(library, settings)
     if settings.provider.name == "ses" and not settings.web.webhook_table("ses").get("topics"):
         warnings.append(
             "webhooks.ses.topics: empty, so /webhooks/ses trusts no SNS topic and SES bounces "

@@ -58,12 +58,12 @@ def read_state(
     engine: Engine, library: Library, slot_times: Iterable[datetime], list_name: str
 ) -> LedgerState:
     """Slot events of ``slot_times`` and the ledger's view (campaigns to ``list_name``)
-    of the issues that claim them."""
+    of the issues that claim them and of every special issue not marked sent."""
     days = sorted({s.date() for s in slot_times})
     sent: set[int] = set()
     held: dict[int, str] = {}
     for issue in library.issues:
-        if issue.date not in days or issue.status == "sent":
+        if (issue.date not in days and not issue.special) or issue.status == "sent":
             continue
         progress = _campaign_progress(engine, issue, list_name)
         if progress == "sent":
@@ -226,25 +226,26 @@ def tick(
 ) -> list[Outcome]:
     """Decide and do everything due at ``now``; re-decide after an assembly so the new
     issue's test copy goes in the same tick. Each (kind, slot) is tried once per tick."""
-    tried: set[tuple[str, date]] = set()
+    tried: set[tuple[str, date, int | None]] = set()
     outcomes: list[Outcome] = []
     for _ in range(3):
         library = load_library()
         state = read_state(
             engine, library, relevant_slots(settings, now), settings.newsletter.default_list
         )
-        todo = [
-            a
-            for a in due_actions(settings, library, state, now)
-            if (a.kind, a.slot.date()) not in tried
-        ]
+        todo = [a for a in due_actions(settings, library, state, now) if _once_key(a) not in tried]
         if not todo:
             break
         for action in todo:
             if stop is not None and stop.is_set():
                 return outcomes
-            tried.add((action.kind, action.slot.date()))
+            tried.add(_once_key(action))
             outcomes.append(
                 perform(action, engine, settings, library, holder=holder, now=now, stop=stop)
             )
     return outcomes
+
+
+def _once_key(action: Action) -> tuple[str, date, int | None]:
+    # With the issue: a special issue may go on the day a regular slot does.
+    return (action.kind, action.slot.date(), action.issue.number if action.issue else None)

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Settings
-from pipeline.content.library import Issue, Library
-from pipeline.errors import ContentError, Problem
+from pipeline.content.library import Issue, Library, parse_issue, read_content
+from pipeline.errors import ContentError, NotFound, Problem
 from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
 from pipeline.render.templating import environment
 
@@ -217,3 +217,47 @@ def lint_library(library: Library, settings: Settings) -> list[str]:
         rendered = render_issue(issue, library, settings, env)
         findings += lint_rendered(rendered, issue, library, settings)
     return raise_errors(findings)
+
+
+def check_issue(settings: Settings, ref: str) -> tuple[Issue, Library, list[str]]:
+    """What ``brief check`` says about one issue (its file, the entries it carries, the
+    rendered mail): raise ContentError with its errors; else the issue, the library and
+    the warnings. Problems of files the issue does not touch are not its business."""
+    loaded = read_content(settings)
+    library = loaded.library
+    try:
+        issue = library.issue(ref)
+    except NotFound:
+        issue = None
+    if issue is None:
+        # Left out of the library: its own file, or an entry it carries, has a problem.
+        path = _issue_file(settings.root, ref)
+        scratch: list[Problem] = []
+        parsed = parse_issue(path, settings.root, scratch)
+        touched = {_shown(path, settings.root)}
+        if parsed is not None:
+            touched |= {f"glossary/{s}.md" for s in parsed[0].glossary}
+            touched |= {f"museum/{s}.md" for s in parsed[0].museum}
+        mine = [p for p in loaded.problems if p.path in touched]
+        raise ContentError(mine or scratch or [Problem(str(path), 1, "cannot be read")])
+    return issue, library, raise_errors(lint_issue(issue, library, settings))
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _issue_file(root: Path, ref: str) -> Path:
+    """The file an issue reference names: a number (``7``, ``007``) or a path."""
+    if ref.isdigit():
+        found = sorted((root / "issues").glob(f"{int(ref):03d}-*.md"))
+        if not found:
+            raise NotFound(f"no issue {ref} in {root / 'issues'}")
+        return found[0]
+    path = Path(ref)
+    if not path.is_file():
+        raise NotFound(f"no issue file {ref}")
+    return path

@@ -99,7 +99,7 @@ def issue_path(issue: Issue) -> str:
 def sent_at(issue: Issue, settings: Settings) -> datetime:
     """When an issue went out: its date at the send time, in the newsletter's zone."""
     sched = settings.schedule
-    return datetime.combine(issue.date, sched.send_time, tzinfo=sched.timezone)
+    return datetime.combine(issue.date, issue.send_time or sched.send_time, tzinfo=sched.timezone)
 
 
 def pages(library: Library, settings: Settings) -> dict[str, Page]:

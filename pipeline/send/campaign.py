@@ -99,8 +99,8 @@ def check_sendable(issue: Issue, force: bool) -> None:
     """Refuse an issue the editor has not approved (unless forced)."""
     if issue.status not in SENDABLE and not force:
         raise SendError(
-            f"issue {issue.label} is {issue.status}, not approved: set 'status: approved' in "
-            f"{issue.path.name} (or pass --force)"
+            f"issue {issue.label} is {issue.status}, not approved: run brief approve "
+            f"{issue.label} (or pass --force)"
         )
 
 
