@@ -174,6 +174,20 @@ class BounceSettings:
 
 
 @dataclass(frozen=True)
+class SiteSettings:
+    """``[site]``: where the static web archive is written, and whether a finished send
+    rebuilds it (so on a static host the new issue, and the welcome mail's link to the
+    latest issue, are there at once)."""
+
+    out: Path | None = None  # None: site/ next to brief.toml, and no rebuild by default
+    rebuild_after_send: bool = False
+
+    def target(self, root: Path) -> Path:
+        """The folder the archive goes to."""
+        return self.out if self.out is not None else root / "site"
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Brief needs to know, read once and passed down."""
 
@@ -187,6 +201,7 @@ class Settings:
     web: WebSettings
     env: Mapping[str, str] = field(repr=False, compare=False)
     bounces: BounceSettings = field(default_factory=BounceSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
 
     @property
     def state_dir(self) -> Path:
@@ -273,8 +288,19 @@ def _greeting(value: str, key: str) -> str:
 
 # The keys each section of brief.toml may hold; any other key is refused by name.
 _SECTIONS = frozenset(
-    {"newsletter", "schedule", "database", "provider", "send", "web", "webhooks", "bounces"}
+    {
+        "newsletter",
+        "schedule",
+        "database",
+        "provider",
+        "send",
+        "web",
+        "webhooks",
+        "bounces",
+        "site",
+    }
 )
+_SITE_KEYS = frozenset({"out", "rebuild_after_send"})
 _NEWSLETTER_KEYS = frozenset(
     {
         "name",
@@ -328,6 +354,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     send = _read_send(r, database)
     web = _read_web(r)
     bounces = _read_bounces(r)
+    site = _read_site(r, root)
     return Settings(
         path=path,
         root=root,
@@ -339,6 +366,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         web=web,
         env=MappingProxyType(dict(env)),
         bounces=bounces,
+        site=site,
     )
 
 
@@ -575,6 +603,22 @@ def _read_bounces(r: _Reader) -> BounceSettings:
         ),
         unsubscribe_address=unsub,
     )
+
+
+def _read_site(r: _Reader, root: Path) -> SiteSettings:
+    """``[site]`` (optional): the archive's folder (relative to brief.toml) and whether a
+    finished send rebuilds it (default: yes once ``out`` is set)."""
+    st = r.section("site", required=False)
+    r.only("site", _SITE_KEYS)
+    out_text = r.get(st, "site.out", str, "").strip()
+    out = None
+    if out_text:
+        out = Path(out_text).expanduser()
+        out = out if out.is_absolute() else root / out
+        if out.resolve() == root.resolve():
+            raise ConfigError("site.out: must not be the newsletter's own folder")
+    rebuild = r.get(st, "site.rebuild_after_send", bool, out is not None)
+    return SiteSettings(out=out, rebuild_after_send=rebuild)
 
 
 def _loopback(host: str) -> bool:

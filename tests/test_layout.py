@@ -29,7 +29,8 @@ ALLOWED: dict[str, set[str]] = {
     "send": {"content", "render", "store", "providers"},
     "webhooks": {"store", "providers"},
     "bounces": {"store", "webhooks"},
-    "daemon": {"content", "send", "store", "bounces"},
+    # render: a finished send rebuilds the static archive ([site] rebuild_after_send).
+    "daemon": {"content", "render", "send", "store", "bounces"},
     "web": {"content", "render", "send", "store", "webhooks"},
     "demo": {"content", "render", "send", "store", "providers"},
     "cli": {

@@ -147,6 +147,14 @@ def send(
     )
     if report.state == "sent":
         mark_sent(issue)
+        from pipeline.render.site import rebuild_after_send
+
+        built = rebuild_after_send(env.library, settings)
+        if built is not None and not as_json:
+            click.echo(
+                f"rebuilt the web archive: {len(built)} files in "
+                f"{settings.site.target(settings.root)}"
+            )
     if as_json:
         print_json(_report_json(report))
     else:

@@ -55,14 +55,14 @@ def site() -> None:
     default=None,
     metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write [default: site/ next to brief.toml].",
+    help="Folder to write [default: [site] out, else site/ next to brief.toml].",
 )
 @click.pass_obj
 def build(env, out: Path | None) -> None:
     """Write the archive, glossary, museum and Atom feed as static files."""
     settings = env.settings
     library = env.library()
-    target = out.resolve() if out is not None else settings.root / "site"
+    target = out.resolve() if out is not None else settings.site.target(settings.root)
     files = build_site(library, settings, target)
     arc = archive(library)
     click.echo(

@@ -9,12 +9,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
 from pipeline.content.assemble import assemble, mark_sent
-from pipeline.content.library import Issue, Library
+from pipeline.content.library import Issue, Library, load_content
 from pipeline.daemon.decide import (
     Action,
     ActionKind,
@@ -24,6 +25,7 @@ from pipeline.daemon.decide import (
     relevant_slots,
 )
 from pipeline.errors import BriefError
+from pipeline.render.site import rebuild_after_send
 from pipeline.send import send_campaign, send_test
 from pipeline.store import slots
 from pipeline.store.ledger import CampaignState, PauseKind, find_campaign
@@ -194,7 +196,15 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
     if report.state != CampaignState.SENT:
         return Outcome(action, "send_paused", counts, report.reason or "")
     mark_sent(action.issue)
-    return Outcome(action, "sent_unapproved" if action.force else "sent", counts, action.reason)
+    detail = action.reason
+    try:
+        built = rebuild_after_send(partial(load_content, settings), settings)
+    except (BriefError, OSError) as exc:  # the send stands; the site waits for a human
+        log.error("slot=%s event=site_rebuild_failed detail=%r", action.slot.isoformat(), str(exc))
+    else:
+        if built is not None:
+            detail = "; ".join(filter(None, [detail, f"site rebuilt ({len(built)} files)"]))
+    return Outcome(action, "sent_unapproved" if action.force else "sent", counts, detail)
 
 
 def _write_off(kind: str, event: str):

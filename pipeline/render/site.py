@@ -238,3 +238,12 @@ def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(out / rel for rel in rendered)
+
+
+def rebuild_after_send(library_loader, settings: Settings) -> list[Path] | None:
+    """Rebuild the archive after a finished send when ``[site] rebuild_after_send``;
+    None when it is off. ``library_loader`` gives the content as it is now (the issue
+    file says sent)."""
+    if not settings.site.rebuild_after_send:
+        return None
+    return build_site(library_loader(), settings, settings.site.target(settings.root))
