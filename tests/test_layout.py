@@ -31,7 +31,19 @@ ALLOWED: dict[str, set[str]] = {
     "daemon": {"content", "send", "store"},
     "web": {"content", "render", "send", "store", "webhooks"},
     "demo": {"content", "render", "send", "store", "providers"},
-    "cli": {"content", "render", "send", "store", "providers", "webhooks", "daemon", "web", "demo"},
+    "doctor": {"content", "render", "send", "store", "providers"},
+    "cli": {
+        "content",
+        "render",
+        "send",
+        "store",
+        "providers",
+        "webhooks",
+        "daemon",
+        "web",
+        "demo",
+        "doctor",
+    },
     "__main__": {"cli"},
 }
 
