@@ -510,7 +510,7 @@ def _read_doctor(r: _Reader) -> DoctorSettings:
                 f"doctor.resolver: {resolver!r} is not an IP address with an optional port "
                 "(e.g. 127.0.0.1:5353 or [::1]:53)"
             ) from None
-        r.number({"port": port}, "doctor.resolver", (1, 65535), whole=True)
+        r.number({"resolver": port}, "doctor.resolver", (1, 65535), whole=True)
     expect = r.get(d, "doctor.spf_expect", list, [])
     for item in expect:
         if not isinstance(item, str) or not re.fullmatch(

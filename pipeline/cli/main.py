@@ -38,6 +38,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "serve": ("pipeline.cli.web:serve", "Serve the public pages and webhooks."),
     "site": ("pipeline.cli.web:site", "Build the static web archive."),
     "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
+    "doctor": ("pipeline.cli.doctor:doctor", "Check DNS, one-click, credentials and the issue."),
 }
 
 

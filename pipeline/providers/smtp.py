@@ -278,6 +278,13 @@ class SmtpProvider:
         if isinstance(conn, _Refusal):
             raise conn.error()
 
+    def check_credentials(self) -> str:
+        """Connect, EHLO, STARTTLS and AUTH as a send would, then QUIT (``brief doctor``)."""
+        self.open()
+        self.close()
+        how = f"logged in as {self.username!r}" if self.username else "no login configured"
+        return f"{self._where} answered EHLO ({self.tls}), {how}"
+
     def _connection(self) -> smtplib.SMTP | _Refusal:
         if self._conn is not None:
             return self._conn
