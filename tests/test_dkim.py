@@ -219,3 +219,50 @@ def test_a_wrong_dkim_table_is_a_settings_error_naming_the_key(
     assert re.search(expected, out.err), out.err
     assert len(out.err.strip().splitlines()) == 1
     assert smtp_sink.count() == 0
+
+
+_BODY_BYTES = [b"a", b"=", b" ", b"  ", b"\t", b"\r\n", b".", b"\xc3\xa9"]
+
+
+def _bodies():
+    from hypothesis import strategies as st
+
+    return st.lists(st.sampled_from(_BODY_BYTES), max_size=60).map(b"".join)
+
+
+def test_the_fast_relaxed_body_canonicalization_is_dkimpys():
+    """Signing skips dkimpy's regex passes over the body; the bytes hashed must not change."""
+    from dkim.canonicalization import Relaxed
+    from hypothesis import given, settings
+
+    from pipeline.providers.dkim import relaxed_body
+
+    @settings(max_examples=400, deadline=None)
+    @given(_bodies())
+    def same(body: bytes) -> None:
+        assert relaxed_body(body) == Relaxed.canonicalize_body(body)
+
+    same()
+
+
+def test_splitting_only_the_header_block_parses_as_dkimpy_does():
+    from dkim import rfc822_parse
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from pipeline.providers.dkim import split_message
+
+    headers = st.lists(
+        st.sampled_from([b"From: a@b.c", b"To: x", b"Subject: s", b" folded", b"\tmore"]),
+        min_size=1,
+        max_size=6,
+    ).filter(lambda h: not h[0].startswith((b" ", b"\t")))
+    ending = st.sampled_from([b"\r\n", b"\n"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(headers, ending, _bodies())
+    def same(lines: list[bytes], eol: bytes, body: bytes) -> None:
+        message = eol.join(lines) + eol + eol + body
+        assert split_message(message) == rfc822_parse(message)
+
+    same()
