@@ -26,7 +26,10 @@ def doctor(env: Env, as_json: bool, records: bool) -> None:
             click.echo(json.dumps([{"name": n, "type": t, "value": v} for n, t, v in rows]))
         else:
             for name, rtype, value in rows:
-                click.echo(f'{name}. IN {rtype} "{value}"')
+                # Zone-file form: a TXT string holds at most 255 octets (a 2048-bit key's
+                # record is split in two; its readers join them).
+                chunks = [value[i : i + 255] for i in range(0, len(value), 255)]
+                click.echo(f"{name}. IN {rtype} " + " ".join(f'"{c}"' for c in chunks))
         return
 
     def line(check: Check) -> None:

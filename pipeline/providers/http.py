@@ -390,7 +390,9 @@ class HttpProvider:
         assert self.session is not None
         url = f"{self.api.base_url}{self.credentials_path}"
         try:
-            response = self.session.get(url, timeout=self.api.timeout)
+            response = self.session.get(
+                url, timeout=self.api.timeout, headers=self._credentials_headers(url)
+            )
         except requests.RequestException as exc:
             raise ProviderUnavailable(
                 f"{self.name}: cannot reach {_host(url)} ({type(exc).__name__})"
@@ -406,6 +408,10 @@ class HttpProvider:
                 f"({detail(response)})"
             )
         return f"GET {self.credentials_path} answered {response.status_code}"
+
+    def _credentials_headers(self, url: str) -> dict[str, str]:
+        """Headers the credentials check needs beyond the session's (a signature)."""
+        return {}
 
     def open(self) -> None:
         """Create the session (one per provider instance, so one per worker)."""
