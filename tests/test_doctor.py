@@ -40,6 +40,7 @@ def doctor_project(project, smtp_sink, dns_zone, dkim_pem):
     [doctor] resolver aimed at the DNS stub and expecting the relay's public address."""
     use_smtp(project, smtp_sink)
     (project / "dkim.pem").write_bytes(dkim_pem)
+    (project / "dkim.pem").chmod(0o600)
     add_dkim(project)
     add_table(
         project,
@@ -140,6 +141,42 @@ def test_each_missing_or_wrong_record_fails_with_the_reason_and_the_fix(
     assert re.search(fix, judged.fix), judged.fix
     # The other checks are not dragged down by this one record.
     assert all(c.status.value == "ok" for n, c in checks.items() if n != check), checks
+
+
+def test_a_private_key_others_can_read_is_a_warning_with_the_fix(doctor_project, dns_zone):
+    good_zone(dns_zone, doctor_project / "dkim.pem")
+    (doctor_project / "dkim.pem").chmod(0o644)
+    dkim = _dns_checks(doctor_project)["dkim"]
+    assert dkim.status.value == "warn" and "readable by other users" in dkim.reason
+    assert dkim.fix == f"chmod 600 {doctor_project / 'dkim.pem'}"
+
+
+@pytest.mark.parametrize(
+    "value, host, port",
+    [
+        ("127.0.0.1:5353", "127.0.0.1", 5353),
+        ("9.9.9.9", "9.9.9.9", 53),
+        ("[::1]:5353", "::1", 5353),
+        ("2620:fe::fe", "2620:fe::fe", 53),
+        ("", "", 53),
+    ],
+)
+def test_the_doctor_resolver_setting_reads_an_address_and_a_port(project, value, host, port):
+    from pipeline.config import load_settings
+
+    add_table(project, "doctor", resolver=f'"{value}"')
+    doctor = load_settings(project / "brief.toml", env={}).doctor
+    assert (doctor.resolver, doctor.resolver_port) == (host, port)
+
+
+@pytest.mark.parametrize("value", ["dns.example.com", "127.0.0.1:0", "127.0.0.1:70000", "1.2.3"])
+def test_a_resolver_that_is_not_an_address_and_port_is_refused(project, value):
+    from pipeline.config import load_settings
+    from pipeline.errors import ConfigError
+
+    add_table(project, "doctor", resolver=f'"{value}"')
+    with pytest.raises(ConfigError, match=r"^doctor\.resolver: "):
+        load_settings(project / "brief.toml", env={})
 
 
 def test_dkim_signed_for_a_parent_domain_is_aligned_only_when_dmarc_is_relaxed(

@@ -93,7 +93,11 @@ def dns_checks(settings: Settings, lookup: Lookup) -> list[Check]:
     signer = _signer(settings)
     dkim_domain = ""
     if signer is not None:
-        checks.append(check_dkim(lookup, signer.selector, signer.domain, _p(signer)))
+        checks.append(
+            _key_private(
+                check_dkim(lookup, signer.selector, signer.domain, _p(signer)), signer.key_path
+            )
+        )
         dkim_domain = signer.domain
     elif name == "smtp":
         checks.append(
@@ -116,6 +120,19 @@ def dns_checks(settings: Settings, lookup: Lookup) -> list[Check]:
     checks.append(check_dmarc(lookup, domain, dkim_domain, _envelope_domain(settings)))
     checks.append(check_mx(lookup, domain))
     return checks
+
+
+def _key_private(check: Check, path) -> Check:
+    """A published key whose private half others on the machine can read is a warning:
+    anyone who reads it can sign as the newsletter."""
+    if check.status is Status.OK and path.stat().st_mode & 0o077:
+        return Check(
+            check.name,
+            Status.WARN,
+            f"{check.reason}, but {path} is readable by other users",
+            f"chmod 600 {path}",
+        )
+    return check
 
 
 def _p(signer) -> str:
