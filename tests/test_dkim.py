@@ -266,3 +266,13 @@ def test_splitting_only_the_header_block_parses_as_dkimpy_does():
         assert split_message(message) == rfc822_parse(message)
 
     same()
+
+
+def test_brief_check_reports_a_missing_dkim_key_file_before_any_send(project, brief):
+    from tests.fixtures_send import Sink, use_smtp
+
+    use_smtp(project, Sink(port=1))
+    add_dkim(project, key_file="nowhere.pem")
+    out = brief("check")
+    assert out.code == 2, out
+    assert out.err.startswith("error: provider.smtp.dkim.key_file: no such file"), out.err

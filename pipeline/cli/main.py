@@ -140,12 +140,16 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from pipeline.providers import provider_setup
+    from pipeline.providers import provider_factory, provider_setup
 
     settings = env.settings
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
-    provider_setup(settings)
+    setup = provider_setup(settings)
+    # A provider may also check the files its table names (optional ``check_setup``).
+    check_setup = getattr(provider_factory(settings), "check_setup", None)
+    if check_setup is not None:
+        check_setup(setup)
     from pipeline.render.lint import lint_library
 
     library = env.library()

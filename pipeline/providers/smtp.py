@@ -235,6 +235,16 @@ class SmtpProvider:
     }
     secrets = ("BRIEF_SMTP_PASSWORD",)
 
+    @classmethod
+    def check_setup(cls, setup: ProviderSetup) -> None:
+        """The files the table names (``ca_file``, the DKIM key), checked without
+        connecting or reading a secret: ``brief check`` calls this, so a bad file is a
+        settings error at once, not at the slot."""
+        _tls_context(str(setup.table["ca_file"]), setup.root)
+        load_signer(
+            "provider.smtp.dkim", setup.table.get("dkim", {}), setup.root, setup.from_address
+        )
+
     def __init__(self, setup: ProviderSetup):
         t = setup.table
         self.host = str(t["host"])
