@@ -484,3 +484,27 @@ def test_a_bad_spf_expectation_is_a_settings_error_naming_the_key(project, brief
         out.code == 2
         and "doctor.spf_expect: 'relay.example.com' is not an SPF mechanism" in out.err
     )
+
+
+def test_on_an_api_provider_spf_must_include_the_providers_and_dkim_is_theirs(
+    project, http_settings, dns_zone
+):
+    from pipeline.doctor import Lookup, dns_checks
+
+    add_table(project, "doctor", resolver=f'"{dns_zone.resolver}"', timeout=2)
+    settings = http_settings("postmark")
+    dns_zone.add("example.com", "TXT", "v=spf1 include:_spf.google.com ~all")
+    dns_zone.add("_spf.google.com", "TXT", "v=spf1 ip4:192.0.2.0/24 ~all")
+    dns_zone.add("_dmarc.example.com", "TXT", "v=DMARC1; p=none")
+    dns_zone.add("example.com", "MX", "10 mx1.example.com")
+    checks = {c.name: c for c in dns_checks(settings, Lookup.from_settings(settings.doctor))}
+    assert checks["spf"].status.value == "fail"
+    assert "does not allow include:spf.mtasv.net" in checks["spf"].reason
+    assert checks["dkim"].status.value == "ok" and "signed by postmark" in checks["dkim"].reason
+    assert checks["dmarc"].reason.endswith("alignment is the provider's to show")
+
+    dns_zone.remove("example.com", "TXT")
+    dns_zone.add("example.com", "TXT", "v=spf1 include:_spf.google.com include:spf.mtasv.net ~all")
+    dns_zone.add("spf.mtasv.net", "TXT", "v=spf1 ip4:50.31.156.0/23 -all")
+    checks = {c.name: c for c in dns_checks(settings, Lookup.from_settings(settings.doctor))}
+    assert checks["spf"].status.value == "ok", checks["spf"]

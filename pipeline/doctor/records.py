@@ -358,7 +358,8 @@ def check_dmarc(lookup: Lookup, domain: str, dkim_domain: str, spf_domain: str) 
             "send from a return path under the From domain, or set aspf=r",
         )
     # p=none is what Gmail and Yahoo ask of bulk senders at least: monitoring is enough.
-    return Check(name, Status.OK, f"{where}: p={policy}, adkim={adkim}, aspf={aspf}; aligned")
+    judged = "aligned" if dkim_domain or spf_domain else "alignment is the provider's to show"
+    return Check(name, Status.OK, f"{where}: p={policy}, adkim={adkim}, aspf={aspf}; {judged}")
 
 
 def check_mx(lookup: Lookup, domain: str) -> Check:
