@@ -9,6 +9,7 @@ Every bad key is one ``ConfigError`` naming the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -188,6 +189,20 @@ class SiteSettings:
 
 
 @dataclass(frozen=True)
+class DoctorSettings:
+    """``brief doctor``: which DNS server to ask and what the From domain's SPF must allow."""
+
+    # "" asks the system's resolver; "host" or "host:port" asks that server only (a
+    # resolver you trust, or a local one in tests).
+    resolver: str = ""
+    resolver_port: int = 53
+    # SPF mechanisms the record must hold, e.g. "include:_spf.relay.example" or
+    # "ip4:203.0.113.7"; empty: the provider's own include, or the SMTP relay's address.
+    spf_expect: tuple[str, ...] = ()
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Brief needs to know, read once and passed down."""
 
@@ -202,6 +217,7 @@ class Settings:
     env: Mapping[str, str] = field(repr=False, compare=False)
     bounces: BounceSettings = field(default_factory=BounceSettings)
     site: SiteSettings = field(default_factory=SiteSettings)
+    doctor: DoctorSettings = field(default_factory=lambda: DoctorSettings())
 
     @property
     def state_dir(self) -> Path:
@@ -298,6 +314,7 @@ _SECTIONS = frozenset(
         "webhooks",
         "bounces",
         "site",
+        "doctor",
     }
 )
 _SITE_KEYS = frozenset({"out", "rebuild_after_send"})
@@ -355,6 +372,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     web = _read_web(r)
     bounces = _read_bounces(r)
     site = _read_site(r, root)
+    doctor = _read_doctor(r)
     return Settings(
         path=path,
         root=root,
@@ -367,6 +385,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         env=MappingProxyType(dict(env)),
         bounces=bounces,
         site=site,
+        doctor=doctor,
     )
 
 
@@ -528,6 +547,40 @@ def _read_web(r: _Reader) -> WebSettings:
     ):
         r.number({key: getattr(web, key)}, f"web.{key}", bounds, whole=True)
     return web
+
+
+def _read_doctor(r: _Reader) -> DoctorSettings:
+    """``[doctor]`` (optional): the DNS resolver ``brief doctor`` asks, the SPF it expects."""
+    d = r.section("doctor", required=False)
+    r.only("doctor", {"resolver", "spf_expect", "timeout"})
+    resolver = r.get(d, "doctor.resolver", str, "").strip()
+    host, port = resolver, 53
+    if resolver:
+        found = re.fullmatch(r"\[?([0-9A-Fa-f:.]+?)\]?(?::(\d{1,5}))?", resolver)
+        if found and resolver.count(":") > 1 and not resolver.startswith("["):
+            found = re.fullmatch(r"([0-9A-Fa-f:]+)()", resolver)  # a bare IPv6 address
+        try:
+            if not found:
+                raise ValueError
+            host = str(ipaddress.ip_address(found.group(1)))
+            port = int(found.group(2) or 53)
+        except ValueError:
+            raise ConfigError(
+                f"doctor.resolver: {resolver!r} is not an IP address with an optional port "
+                "(e.g. 127.0.0.1:5353 or [::1]:53)"
+            ) from None
+        r.number({"resolver": port}, "doctor.resolver", (1, 65535), whole=True)
+    expect = r.get(d, "doctor.spf_expect", list, [])
+    for item in expect:
+        if not isinstance(item, str) or not re.fullmatch(
+            r"(include:[A-Za-z0-9._-]+|ip4:[0-9./]+|ip6:[0-9A-Fa-f:./]+)", item
+        ):
+            raise ConfigError(
+                f"doctor.spf_expect: {item!r} is not an SPF mechanism "
+                "(include:DOMAIN, ip4:ADDRESS[/BITS] or ip6:ADDRESS[/BITS])"
+            )
+    timeout = r.number(d, "doctor.timeout", (0.1, 60), 5.0)
+    return DoctorSettings(host, port, tuple(expect), timeout)
 
 
 def _read_webhooks(r: _Reader) -> Mapping[str, Mapping[str, Any]]:

@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "daemon": {"content", "render", "send", "store", "bounces"},
     "web": {"content", "render", "send", "store", "webhooks"},
     "demo": {"content", "render", "send", "store", "providers"},
+    "doctor": {"content", "render", "send", "store", "providers"},
     "cli": {
         "content",
         "render",
@@ -44,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
         "daemon",
         "web",
         "demo",
+        "doctor",
     },
     "__main__": {"cli"},
 }

@@ -41,6 +41,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "site": ("pipeline.cli.web:site", "Build the static web archive."),
     "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
     "bounces": ("pipeline.cli.bounces:bounces", "Read the bounce mailbox (or an mbox file)."),
+    "doctor": ("pipeline.cli.doctor:doctor", "Check DNS, one-click, credentials and the issue."),
 }
 
 
@@ -163,13 +164,18 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from pipeline.providers import provider_setup
+    from pipeline.providers import provider_factory, provider_setup
 
     settings = env.settings
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
-    provider_setup(settings)
     from pipeline.content.library import drafts
+
+    setup = provider_setup(settings)
+    # A provider may also check the files its table names (optional ``check_setup``).
+    check_setup = getattr(provider_factory(settings), "check_setup", None)
+    if check_setup is not None:
+        check_setup(setup)
     from pipeline.render.lint import lint_library
 
     library = env.library()
