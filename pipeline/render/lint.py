@@ -2,8 +2,11 @@
 
 Errors (the issue must not go out): HTML over 102 KB (Gmail clips it), no
 postal address, no unsubscribe link, an editor's placeholder (TK, TODO, XXX,
-lorem ipsum) left in. Warnings: HTML over 80 KB, an image without alt text,
-an ``http:`` link, a link without text, a subject over 78 characters.
+lorem ipsum) left in, an empty link (``[here]()``), a mail placeholder
+(``%%BRIEF_NAME%%``) written in content (filled in the mail, shown literally on the
+archive), an image under ``assets/`` that is missing, outside ``assets/``, without alt
+text or over 1 MB. Warnings: HTML over 80 KB, an asset image over 200 KB, an image
+without alt text, an ``http:`` link, a link without text, a subject over 78 characters.
 Each finding is located at the content file (or template) line it comes from.
 """
 
@@ -19,6 +22,7 @@ from pipeline.config import Settings
 from pipeline.content.library import Issue, Library, parse_issue, read_content
 from pipeline.errors import ContentError, NotFound, Problem
 from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
+from pipeline.render.markdown import ASSETS_DIR
 from pipeline.render.templating import environment
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -31,6 +35,16 @@ _ALT = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 _LINK = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.I | re.S)
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 _TAG = re.compile(r"<[^>]+>")
+
+ASSET_WARN_BYTES = 200 * 1024
+ASSET_MAX_BYTES = 1024 * 1024
+# Any %%BRIEF_…%% marker, known or not: the send path fills the known ones, and none of
+# them belongs in the content (the archive page would show it as written).
+CONTENT_PLACEHOLDER = re.compile(r"%%BRIEF_[A-Z0-9_]*%%")
+# ``[text]()`` or ``[text](<>)``: markdown-it renders ``<a href="">``, a link to nowhere.
+_EMPTY_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(\s*(?:<\s*>)?\s*\)")
+# ``![alt](src "title")`` on one line, as the editor writes images.
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*(<[^>]*>|[^\s)]*)[^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +163,8 @@ def lint_rendered(
                     (where.shown(path), n),
                     f"editor's placeholder {m[0]!r} left in: {line.strip()[:60]!r}",
                 )
+    for path in where.files:
+        out += content_findings(where.shown(path), where.lines(path), library.root)
     if not marked:
         for source, template in ((rendered.text, TEXT_TEMPLATE), (rendered.html, HTML_TEMPLATE)):
             m = EDITOR_MARKS.search(htmlmod.unescape(_TAG.sub(" ", source)))
@@ -164,6 +180,8 @@ def lint_rendered(
         if not alt or not (alt[1] or alt[2] or "").strip():
             src = re.search(r"""\bsrc\s*=\s*["']([^"']*)""", m[0])
             url = src[1] if src else ""
+            if "/assets/" in url and url.startswith(settings.newsletter.base_url):
+                continue  # an asset image: content_findings names it as an error
             add("warning", where.find(url) if url else tpl, f"image without alt text: {url}")
     for m in _LINK.finditer(rendered.html):
         href_m = _HREF.search(m[1])
@@ -184,6 +202,56 @@ def lint_rendered(
         )
     # Errors first, then each file top to bottom, as the editor will fix them.
     out.sort(key=lambda f: (f.level != "error", f.problem.path, f.problem.line))
+    return out
+
+
+def local_asset(src: str) -> str | None:
+    """The path under ``assets/`` an image source names (``assets/x.png``,
+    ``/assets/x.png``), or None for anything else (an external or data URL)."""
+    src = src.strip()
+    for prefix in (f"{ASSETS_DIR}/", f"/{ASSETS_DIR}/"):
+        if src.startswith(prefix):
+            return src[len(prefix) :].split("#", 1)[0].split("?", 1)[0]
+    return None
+
+
+def content_findings(shown: str, lines: list[str], root: Path) -> list[Finding]:
+    """What is wrong in one content file's own lines: empty links, mail placeholders
+    written by hand, and images under ``assets/`` (there, described, not too big)."""
+    out: list[Finding] = []
+    assets = (root / ASSETS_DIR).resolve()
+
+    def add(level: str, n: int, message: str) -> None:
+        out.append(Finding(level, Problem(shown, n, message)))
+
+    for n, line in enumerate(lines, 1):
+        for m in _EMPTY_LINK.finditer(line):
+            add("error", n, f"empty link {m[0]!r}: give it a URL or drop the brackets")
+        for m in CONTENT_PLACEHOLDER.finditer(line):
+            add(
+                "error",
+                n,
+                f"placeholder {m[0]} written in the content: the mail fills it but the "
+                "archive page shows it as written",
+            )
+        for m in _MD_IMAGE.finditer(line):
+            src = m[2].strip("<>")
+            rel = local_asset(src)
+            if rel is None:
+                continue  # external images: the alt warning on the rendered HTML covers them
+            if not m[1].strip():
+                add("error", n, f"image without alt text: {src}")
+            target = (assets / rel).resolve()
+            if not target.is_relative_to(assets) or not rel:
+                add("error", n, f"image {src} is outside {ASSETS_DIR}/")
+            elif not target.is_file():
+                add("error", n, f"image {src} not found: no file {ASSETS_DIR}/{rel}")
+            else:
+                size = target.stat().st_size
+                if size > ASSET_MAX_BYTES:
+                    add("error", n, f"image {src} is {size / 1024:.0f} KB; the limit is 1 MB")
+                elif size > ASSET_WARN_BYTES:
+                    add("warning", n, f"image {src} is {size / 1024:.0f} KB; keep it under 200 KB")
     return out
 
 

@@ -9,6 +9,7 @@ web page wants real headings and links rather than table layout.
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import shutil
 import tempfile
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from pipeline.config import Settings
 from pipeline.content.library import GlossaryEntry, Issue, Library, MuseumStory
+from pipeline.render.markdown import ASSETS_DIR
 from pipeline.render.templating import environment, render_template
 
 STATIC_FILES = ("style.css",)
@@ -172,7 +174,33 @@ def pages(library: Library, settings: Settings) -> dict[str, Page]:
     for name in STATIC_FILES:
         path = settings.root / "templates" / "web" / "static" / name
         add(f"/static/{name}", lambda p=path: p.read_bytes(), "text/css; charset=utf-8")
+    out.update(asset_pages(settings))
     return out
+
+
+def asset_pages(settings: Settings) -> dict[str, Page]:
+    """Every file under ``assets/`` as a page at ``/assets/<path>``.
+
+    Only files found by walking the folder are served, so a request path is looked up,
+    never joined onto the disk: ``..``, encoded or not, names no page. Hidden files and
+    links pointing out of the folder are not published.
+    """
+    folder = settings.root / ASSETS_DIR
+    if not folder.is_dir():
+        return {}
+    top = folder.resolve()
+    found: dict[str, Page] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or not path.is_file():
+            continue
+        real = path.resolve()
+        if not real.is_relative_to(top):
+            continue
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        url = f"/{ASSETS_DIR}/{rel}"
+        found[url] = Page(url, ctype, lambda p=real: p.read_bytes())
+    return found
 
 
 def feed(arc: Archive, settings: Settings) -> bytes:
