@@ -161,9 +161,24 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 @click.command()
+@click.option(
+    "--links",
+    "links",
+    is_flag=True,
+    help="Also fetch every external link of unsent issues and the museum's sources.",
+)
+@click.option(
+    "--link-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 120),
+    metavar="SECONDS",
+    help="How long to wait for each link.",
+)
 @click.pass_obj
-def check(env: Env) -> None:
+def check(env: Env, links: bool, link_timeout: float) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
+    from pipeline.errors import ContentError
     from pipeline.providers import provider_factory, provider_setup
 
     settings = env.settings
@@ -179,7 +194,31 @@ def check(env: Env) -> None:
     from pipeline.render.lint import lint_library
 
     library = env.library()
-    warnings = drafts(library) + lint_library(library, settings)
+    errors: list = []
+    try:
+        warnings = drafts(library) + lint_library(library, settings)
+    except ContentError as exc:
+        # Links are still checked: the editor gets every problem in one run.
+        errors += exc.problems
+        warnings = drafts(library)
+    if links:
+        from pipeline.errors import Problem
+        from pipeline.render.links import check_library_links
+
+        report = check_library_links(library, settings.state_dir, env.now(), timeout=link_timeout)
+        errors += [
+            Problem(link.path, link.line, f"broken link {link.url}: {result.reason}")
+            for link, result in report.broken
+        ]
+        click.echo(
+            f"links: {report.checked} fetched, {report.from_cache} from the cache "
+            f"(.brief/linkcheck.json), {len(report.broken)} broken",
+            err=True,
+        )
+    if errors:
+        for w in warnings:
+            click.echo(w, err=True)
+        raise ContentError(errors)
     if settings.provider.name == "ses" and not settings.web.webhook_table("ses").get("topics"):
         warnings.append(
             "webhooks.ses.topics: empty, so /webhooks/ses trusts no SNS topic and SES bounces "
