@@ -201,6 +201,10 @@ def check(env: Env, links: bool, link_timeout: float) -> None:
         # Links are still checked: the editor gets every problem in one run.
         errors += exc.problems
         warnings = drafts(library)
+    if any(i.status == "sent" for i in library.issues):
+        from pipeline.send.edits import edit_warnings, edits_after_sending
+
+        warnings += edit_warnings(edits_after_sending(env.engine(), library, settings), library)
     if links:
         from pipeline.errors import Problem
         from pipeline.render.links import check_library_links

@@ -63,7 +63,11 @@ def build(env, out: Path | None) -> None:
     settings = env.settings
     library = env.library()
     target = out.resolve() if out is not None else settings.site.target(settings.root)
-    files = build_site(library, settings, target)
+    from pipeline.send.edits import edits_after_sending
+
+    files = build_site(
+        library, settings, target, edits_after_sending(env.engine(), library, settings)
+    )
     arc = archive(library)
     click.echo(
         f"wrote {len(files)} files to {target}: {len(arc.issues)} issues, "

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.content.fingerprint import Edit
 from pipeline.content.library import GlossaryEntry, Issue, Library, MuseumStory
 from pipeline.render.markdown import ASSETS_DIR
 from pipeline.render.templating import environment, render_template
@@ -104,8 +105,15 @@ def sent_at(issue: Issue, settings: Settings) -> datetime:
     return datetime.combine(issue.date, issue.send_time or sched.send_time, tzinfo=sched.timezone)
 
 
-def pages(library: Library, settings: Settings) -> dict[str, Page]:
-    """Every page of the archive by URL path, each rendered only when asked for."""
+def pages(
+    library: Library, settings: Settings, edits: Mapping[int, Edit] | None = None
+) -> dict[str, Page]:
+    """Every page of the archive by URL path, each rendered only when asked for.
+
+    ``edits`` (``send.edits``) marks sent issues edited since: their page says when and
+    what changed.
+    """
+    edits = edits or {}
     env = environment(settings)
     arc = archive(library)
     common = {"archive": arc, "issue_path": issue_path}
@@ -130,6 +138,7 @@ def pages(library: Library, settings: Settings) -> dict[str, Page]:
                 glossary=[library.glossary[s] for s in issue.glossary],
                 museum=[library.museum[s] for s in issue.museum],
                 sent=sent_at(issue, settings),
+                edit=edits.get(issue.number),
             ),
         )
     add("/glossary/", html("web/glossary_index.html.j2", title="The AI Glossary"))
@@ -240,7 +249,9 @@ def feed(arc: Archive, settings: Settings) -> bytes:
     return fg.atom_str(pretty=True)
 
 
-def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
+def build_site(
+    library: Library, settings: Settings, out: Path, edits: Mapping[int, Edit] | None = None
+) -> list[Path]:
     """Write the whole archive as static files under ``out``; returns the files written.
 
     Pages are written to a sibling temporary folder first and swapped in, so a failed
@@ -248,7 +259,7 @@ def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
     """
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    rendered = {p.file: p.render() for p in pages(library, settings).values()}
+    rendered = {p.file: p.render() for p in pages(library, settings, edits).values()}
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         for rel, data in rendered.items():

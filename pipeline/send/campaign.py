@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
+from pipeline.content.fingerprint import content_hash
 from pipeline.content.library import Issue, Library
 from pipeline.errors import SendError
 from pipeline.providers import load_provider
@@ -160,6 +161,7 @@ def send_campaign(
             subject=rendered.subject,
             content_commit=factory.commit,
             holder=holder,
+            content_hash=content_hash(issue, library),
         )
     started = time.monotonic()
     written_off = 0
