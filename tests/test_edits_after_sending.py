@@ -160,3 +160,16 @@ def test_x_brief_commit_says_dirty_when_the_content_is_not_committed(project, br
     assert content_commit(project) == _git(project, "rev-parse", "HEAD")
     (project / "issues" / "009-2027-04-07.md").write_text("new, untracked", "utf-8")
     assert content_commit(project).endswith("-dirty")
+
+
+def test_check_and_site_build_stand_without_the_database(published, brief, tmp_path):
+    from tests.servers import free_port
+
+    set_keys(published, "database", url=f'"postgresql+psycopg://brief@127.0.0.1:{free_port()}/x"')
+    result = brief("check")
+    assert result.code == 0, result.err
+    assert "warning: sent issues not compared with what was sent: cannot open" in result.err
+    built = brief("site", "build", "--out", str(tmp_path / "site"))
+    assert built.code == 0, built.err
+    assert "warning: edits after sending not marked" in built.err
+    assert (tmp_path / "site" / "issues" / "001" / "index.html").exists()

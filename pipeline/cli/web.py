@@ -63,11 +63,15 @@ def build(env, out: Path | None) -> None:
     settings = env.settings
     library = env.library()
     target = out.resolve() if out is not None else settings.site.target(settings.root)
+    from pipeline.errors import StoreError
     from pipeline.send.edits import edits_after_sending
 
-    files = build_site(
-        library, settings, target, edits_after_sending(env.engine(), library, settings)
-    )
+    try:
+        edits = edits_after_sending(env.engine(), library, settings)
+    except StoreError as exc:  # a static build needs no database; only the marks are lost
+        click.echo(f"warning: edits after sending not marked: {exc}", err=True)
+        edits = {}
+    files = build_site(library, settings, target, edits)
     arc = archive(library)
     click.echo(
         f"wrote {len(files)} files to {target}: {len(arc.issues)} issues, "
