@@ -59,6 +59,15 @@ def test_missing_image_is_an_error_naming_path_and_line(brief, issue_project):
     assert f"{rel}:{line}: image assets/nowhere.png not found" in result.err
 
 
+def test_an_image_name_with_an_encoded_space_is_found(brief, issue_project):
+    (issue_project / "assets").mkdir(exist_ok=True)
+    (issue_project / "assets" / "knight chart.png").write_bytes(png())
+    _append(_issue(issue_project), "![The chart](assets/knight%20chart.png)\n")
+    result = brief("check")
+    assert result.code == 0, result.err
+    assert "knight%20chart.png" not in result.err
+
+
 def test_asset_image_without_alt_text_is_an_error(brief, issue_project):
     line = _with_chart(issue_project, alt="")
     result = brief("check")

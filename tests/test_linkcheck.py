@@ -156,10 +156,13 @@ def test_urls_are_found_in_markdown_and_yaml_without_their_punctuation():
     text = (
         "sources:\n  - https://a.example/x\n"
         "See [it](https://b.example/y) and <https://c.example/z>, or https://d.example/w.\n"
+        "[Wiki](https://e.example/wiki/Foo_(bar)) (https://f.example/v)\n"
     )
     assert list(urls_in(text)) == [
         (2, "https://a.example/x"),
         (3, "https://b.example/y"),
         (3, "https://c.example/z"),
         (3, "https://d.example/w"),
+        (4, "https://e.example/wiki/Foo_(bar)"),
+        (4, "https://f.example/v"),
     ]

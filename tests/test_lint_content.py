@@ -22,7 +22,11 @@ def test_empty_link_is_an_error_naming_path_and_line(brief, issue_project):
 
 def test_an_image_or_a_real_link_is_not_an_empty_link(brief, issue_project):
     issue = next((issue_project / "issues").glob("001-*.md"))
-    _append(issue, "See [the report](https://example.org/report).\n")
+    _append(
+        issue,
+        "See [the report](https://example.org/report), or write `[text]()` in a span.\n\n"
+        "```markdown\nAn empty link: [here]()\n```\n",
+    )
     result = brief("check")
     assert result.code == 0, result.err
     assert "empty link" not in result.err

@@ -35,7 +35,9 @@ HEAD_REFUSED = frozenset({400, 403, 404, 405, 406, 429, 500, 501, 503})
 USER_AGENT = "Brief-linkcheck/1 (newsletter preflight)"
 
 # A URL in Markdown or YAML: stops at whitespace and at the brackets and quotes around it.
-_URL = re.compile(r"""https?://[^\s<>()\[\]"'`]+""", re.I)
+# Parentheses are kept when balanced (``…/wiki/Foo_(bar)``), so a Markdown link's closing
+# bracket ends the URL but a Wikipedia title's does not.
+_URL = re.compile(r"""https?://(?:[^\s<>()\[\]"'`]|\([^\s<>()"'`]*\))+""", re.I)
 _TRAILING = ".,;:!?*_"
 
 

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from pipeline.config import Settings
 from pipeline.content.library import Issue, Library, parse_issue, read_content
@@ -43,6 +44,8 @@ ASSET_MAX_BYTES = 1024 * 1024
 CONTENT_PLACEHOLDER = re.compile(r"%%BRIEF_[A-Z0-9_]*%%")
 # ``[text]()`` or ``[text](<>)``: markdown-it renders ``<a href="">``, a link to nowhere.
 _EMPTY_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(\s*(?:<\s*>)?\s*\)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+).+?\1")
 # ``![alt](src "title")`` on one line, as the editor writes images.
 _MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*(<[^>]*>|[^\s)]*)[^)]*\)")
 
@@ -211,7 +214,8 @@ def local_asset(src: str) -> str | None:
     src = src.strip()
     for prefix in (f"{ASSETS_DIR}/", f"/{ASSETS_DIR}/"):
         if src.startswith(prefix):
-            return src[len(prefix) :].split("#", 1)[0].split("?", 1)[0]
+            # The file's name as on disk: ``my%20chart.png`` is ``my chart.png``.
+            return unquote(src[len(prefix) :].split("#", 1)[0].split("?", 1)[0])
     return None
 
 
@@ -224,8 +228,17 @@ def content_findings(shown: str, lines: list[str], root: Path) -> list[Finding]:
     def add(level: str, n: int, message: str) -> None:
         out.append(Finding(level, Problem(shown, n, message)))
 
+    fence = ""
     for n, line in enumerate(lines, 1):
-        for m in _EMPTY_LINK.finditer(line):
+        # Inside a fenced code block Markdown is shown as written: ``[x]()`` there is an
+        # example, not a link.
+        opener = _FENCE.match(line)
+        if opener and (not fence or opener[1].startswith(fence)):
+            fence = "" if fence else opener[1]
+            continue
+        if fence:
+            continue
+        for m in _EMPTY_LINK.finditer(_CODE_SPAN.sub("", line)):
             add("error", n, f"empty link {m[0]!r}: give it a URL or drop the brackets")
         for m in CONTENT_PLACEHOLDER.finditer(line):
             add(
