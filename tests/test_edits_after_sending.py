@@ -173,3 +173,22 @@ def test_check_and_site_build_stand_without_the_database(published, brief, tmp_p
     assert built.code == 0, built.err
     assert "warning: edits after sending not marked" in built.err
     assert (tmp_path / "site" / "issues" / "001" / "index.html").exists()
+
+
+def test_the_rebuild_after_a_send_marks_edited_issues_like_site_build(project, sent_issue):
+    from dataclasses import replace
+    from functools import partial
+
+    from pipeline.config import SiteSettings
+    from pipeline.content.library import load_content
+    from pipeline.render.site import rebuild_after_send
+    from pipeline.send.edits import edits_after_sending
+
+    entry = project / "glossary" / "deep-learning.md"
+    entry.write_text(entry.read_text(encoding="utf-8") + "\nA correction.\n", "utf-8")
+    settings, _ = _library(project)
+    on = replace(settings, site=SiteSettings(out=project / "public", rebuild_after_send=True))
+    edits = partial(edits_after_sending, sent_issue, settings=on)
+    assert rebuild_after_send(partial(load_content, on), on, edits)
+    page = (project / "public" / "issues" / "001" / "index.html").read_text(encoding="utf-8")
+    assert "the glossary entry “Deep Learning” changed" in page

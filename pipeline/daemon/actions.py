@@ -27,6 +27,7 @@ from pipeline.daemon.decide import (
 from pipeline.errors import BriefError
 from pipeline.render.site import rebuild_after_send
 from pipeline.send import send_campaign, send_test
+from pipeline.send.edits import edits_after_sending
 from pipeline.store import slots
 from pipeline.store.ledger import CampaignState, PauseKind, find_campaign
 from pipeline.store.locks import DAEMON_LOCK
@@ -198,7 +199,8 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
     mark_sent(action.issue)
     detail = action.reason
     try:
-        built = rebuild_after_send(partial(load_content, settings), settings)
+        edits = partial(edits_after_sending, engine, settings=settings)
+        built = rebuild_after_send(partial(load_content, settings), settings, edits)
     except (BriefError, OSError) as exc:  # the send stands; the site waits for a human
         log.error("slot=%s event=site_rebuild_failed detail=%r", action.slot.isoformat(), str(exc))
     else:

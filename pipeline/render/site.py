@@ -279,10 +279,17 @@ def build_site(
     return sorted(out / rel for rel in rendered)
 
 
-def rebuild_after_send(library_loader, settings: Settings) -> list[Path] | None:
+def rebuild_after_send(
+    library_loader,
+    settings: Settings,
+    edits_for: Callable[[Library], Mapping[int, Edit]] | None = None,
+) -> list[Path] | None:
     """Rebuild the archive after a finished send when ``[site] rebuild_after_send``;
     None when it is off. ``library_loader`` gives the content as it is now (the issue
-    file says sent)."""
+    file says sent); ``edits_for`` (``send.edits``) marks earlier issues edited since
+    their send, as `brief site build` does."""
     if not settings.site.rebuild_after_send:
         return None
-    return build_site(library_loader(), settings, settings.site.target(settings.root))
+    library = library_loader()
+    edits = edits_for(library) if edits_for else None
+    return build_site(library, settings, settings.site.target(settings.root), edits)
