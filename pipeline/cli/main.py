@@ -181,11 +181,11 @@ def check(env: Env, links: bool, link_timeout: float) -> None:
     from pipeline.errors import ContentError
     from pipeline.providers import provider_factory, provider_setup
 
+    from pipeline.content.library import drafts
+
     settings = env.settings
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
-    from pipeline.content.library import drafts
-
     setup = provider_setup(settings)
     # A provider may also check the files its table names (optional ``check_setup``).
     check_setup = getattr(provider_factory(settings), "check_setup", None)
