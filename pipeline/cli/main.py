@@ -178,10 +178,9 @@ def cli(ctx: click.Context, config: str | None) -> None:
 @click.pass_obj
 def check(env: Env, links: bool, link_timeout: float) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
+    from pipeline.content.library import drafts
     from pipeline.errors import ContentError
     from pipeline.providers import provider_factory, provider_setup
-
-    from pipeline.content.library import drafts
 
     settings = env.settings
     # The provider is registered and importable and its table is valid (its defaults filled
