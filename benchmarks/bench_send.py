@@ -5,6 +5,7 @@
     .venv/bin/python benchmarks/bench_send.py --steps smtp-sink,http --backends sqlite
     .venv/bin/python benchmarks/bench_send.py --profile 20000  # what grows during a send
     .venv/bin/python benchmarks/bench_send.py --smoke          # every step once, tiny: CI
+    .venv/bin/python benchmarks/bench_send.py --steps smtp-sink --sizes 5000 --dkim
 
 Steps (``--steps``, comma-separated; all by default), each on SQLite and on PostgreSQL
 (127.0.0.1:5432, trust auth, database ``test``, a fresh schema per measurement):
@@ -15,6 +16,9 @@ Steps (``--steps``, comma-separated; all by default), each on SQLite and on Post
    brief / raw, at each of ``--sizes`` (10,000 and 100,000), with peak RSS.
 2. ``aiosmtpd``: the same against a counting aiosmtpd sink (pure Python: the sink is the
    bottleneck), at ``--aiosmtpd-sizes`` (default: ``--sizes``).
+   With ``--dkim`` (and always in a smoke run), each of these also sends once more with
+   ``[provider.smtp.dkim]`` set (a 2048-bit RSA key made for the run) on a fresh store:
+   signed msg/s, its ratio to the unsigned send of the same run, and CPU per message.
 3. ``http``: ``postmark`` (a batch HTTP API, 500 per call) with its base_url pointed at a
    loopback server, in a process of its own, that answers every batch at once with
    Postmark's documented success body: messages/s from one sender (``--http-size``).
@@ -523,7 +527,12 @@ class Project:
 
 @contextlib.contextmanager
 def project(
-    backend: str, provider: str, port: int = 0, connections: int = 4, rate: float = 0
+    backend: str,
+    provider: str,
+    port: int = 0,
+    connections: int = 4,
+    rate: float = 0,
+    dkim: bool = False,
 ) -> Iterator[Project]:
     """A scratch project on a fresh database of ``backend`` sending through ``provider``."""
     with tempfile.TemporaryDirectory(prefix="bench-send-") as tmpdir:
@@ -544,6 +553,9 @@ def project(
             if provider == "smtp":
                 text = text.replace("port = 587", f"port = {port}")
                 text = text.replace('tls = "starttls"', 'tls = "none"')
+                if dkim:
+                    _dkim_key(root / "dkim.pem")
+                    text += '\n[provider.smtp.dkim]\nselector = "bench"\nkey_file = "dkim.pem"\n'
             elif provider == "postmark":
                 text += f'\n[provider.postmark]\nbase_url = "http://127.0.0.1:{port}"\n'
                 env["BRIEF_POSTMARK_TOKEN"] = POSTMARK_TOKEN
@@ -552,6 +564,21 @@ def project(
                 env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
             (root / "brief.toml").write_text(text)
             yield Project(root, env, url)
+
+
+def _dkim_key(path: Path) -> None:
+    """A 2048-bit RSA key in PEM, as an operator makes one with openssl genrsa."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -569,6 +596,7 @@ class Options:
     connections: int
     timeout: float
     smoke: bool
+    dkim: bool = False
 
 
 def _send_row(run: Run, size: int) -> dict:
@@ -606,6 +634,19 @@ def step_smtp(kind: str, backend: str, size: int, o: Options) -> dict:
         "ratio": round(row["brief_per_s"] / raw.doc["raw_per_s"], 3),
         "sink_received": received,
     }
+    if o.dkim:
+        # The same send signed, on a fresh store against a fresh sink of the same kind.
+        with Sink(kind) as sink, project(backend, "smtp", sink.port, o.connections, dkim=True) as p:
+            p.prepare(size)
+            signed = _send_row(p.send(timeout=o.timeout), size)
+            sink.received()
+        row |= {
+            "dkim_per_s": signed["brief_per_s"],
+            "dkim_ratio": round(signed["brief_per_s"] / row["brief_per_s"], 3),
+            "dkim_cpu_us_per_msg": signed["cpu_us_per_msg"],
+            "dkim_peak_rss_mb": signed["peak_rss_mb"],
+            "dkim_stopped": signed["stopped"],
+        }
     return row
 
 
@@ -726,6 +767,23 @@ def print_smtp(title: str, rows: list[dict], connections: int) -> None:
     ]
     _table(head, lines)
     _flatness(rows, title)
+    signed = [r for r in rows if "dkim_per_s" in r]
+    if signed:
+        print(f"{title}, the same sends DKIM-signed (rsa-sha256, 2048-bit key, relaxed/relaxed):")
+        _table(
+            ("backend", "recipients", "unsigned", "signed", "signed / unsigned", "CPU/msg"),
+            [
+                (
+                    r["backend"],
+                    f"{r['recipients']:,}",
+                    _rate(r),
+                    f"{r['dkim_per_s']:,.0f} msg/s",
+                    f"{r['dkim_ratio']:.0%}",
+                    f"{r['cpu_us_per_msg']:,} -> {r['dkim_cpu_us_per_msg']:,} us",
+                )
+                for r in signed
+            ],
+        )
 
 
 def print_sends(title: str, rows: list[dict], extra: tuple[str, str] | None = None) -> None:
@@ -891,6 +949,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per send")
     parser.add_argument("--profile", type=int, metavar="N", help="profile one send of N")
     parser.add_argument("--smoke", action="store_true", help="every step once, tiny (CI)")
+    parser.add_argument("--dkim", action="store_true", help="smtp steps: also send signed")
     a = parser.parse_args(argv)
     if a.profile:
         return profile(a.profile)
@@ -908,10 +967,11 @@ def main(argv: list[str]) -> None:
         a.connections,
         a.timeout,
         a.smoke,
+        a.dkim,
     )
     if a.smoke:
         # The smallest sizes through every step once (CI runs this so the script cannot rot).
-        o = Options(o.backends, (40,), (40,), 40, 40, 3000, 2, 120, True)
+        o = Options(o.backends, (40,), (40,), 40, 40, 3000, 2, 120, True, dkim=True)
         profile(40)
     run(steps, o)
 

@@ -9,6 +9,7 @@ Every bad key is one ``ConfigError`` naming the key and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 import re
@@ -185,6 +186,34 @@ class TrackingSettings:
 
 
 @dataclass(frozen=True)
+class SiteSettings:
+    """``[site]``: where the static web archive is written, and whether a finished send
+    rebuilds it (so on a static host the new issue, and the welcome mail's link to the
+    latest issue, are there at once)."""
+
+    out: Path | None = None  # None: site/ next to brief.toml, and no rebuild by default
+    rebuild_after_send: bool = False
+
+    def target(self, root: Path) -> Path:
+        """The folder the archive goes to."""
+        return self.out if self.out is not None else root / "site"
+
+
+@dataclass(frozen=True)
+class DoctorSettings:
+    """``brief doctor``: which DNS server to ask and what the From domain's SPF must allow."""
+
+    # "" asks the system's resolver; "host" or "host:port" asks that server only (a
+    # resolver you trust, or a local one in tests).
+    resolver: str = ""
+    resolver_port: int = 53
+    # SPF mechanisms the record must hold, e.g. "include:_spf.relay.example" or
+    # "ip4:203.0.113.7"; empty: the provider's own include, or the SMTP relay's address.
+    spf_expect: tuple[str, ...] = ()
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything Brief needs to know, read once and passed down."""
 
@@ -199,6 +228,8 @@ class Settings:
     env: Mapping[str, str] = field(repr=False, compare=False)
     bounces: BounceSettings = field(default_factory=BounceSettings)
     tracking: TrackingSettings = field(default_factory=TrackingSettings)
+    site: SiteSettings = field(default_factory=SiteSettings)
+    doctor: DoctorSettings = field(default_factory=lambda: DoctorSettings())
 
     @property
     def state_dir(self) -> Path:
@@ -295,8 +326,11 @@ _SECTIONS = frozenset(
         "webhooks",
         "bounces",
         "tracking",
+        "site",
+        "doctor",
     }
 )
+_SITE_KEYS = frozenset({"out", "rebuild_after_send"})
 _NEWSLETTER_KEYS = frozenset(
     {
         "name",
@@ -351,6 +385,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
     web = _read_web(r)
     bounces = _read_bounces(r)
     tracking = _read_tracking(r)
+    site = _read_site(r, root)
+    doctor = _read_doctor(r)
     return Settings(
         path=path,
         root=root,
@@ -363,6 +399,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         env=MappingProxyType(dict(env)),
         bounces=bounces,
         tracking=tracking,
+        site=site,
+        doctor=doctor,
     )
 
 
@@ -526,6 +564,40 @@ def _read_web(r: _Reader) -> WebSettings:
     return web
 
 
+def _read_doctor(r: _Reader) -> DoctorSettings:
+    """``[doctor]`` (optional): the DNS resolver ``brief doctor`` asks, the SPF it expects."""
+    d = r.section("doctor", required=False)
+    r.only("doctor", {"resolver", "spf_expect", "timeout"})
+    resolver = r.get(d, "doctor.resolver", str, "").strip()
+    host, port = resolver, 53
+    if resolver:
+        found = re.fullmatch(r"\[?([0-9A-Fa-f:.]+?)\]?(?::(\d{1,5}))?", resolver)
+        if found and resolver.count(":") > 1 and not resolver.startswith("["):
+            found = re.fullmatch(r"([0-9A-Fa-f:]+)()", resolver)  # a bare IPv6 address
+        try:
+            if not found:
+                raise ValueError
+            host = str(ipaddress.ip_address(found.group(1)))
+            port = int(found.group(2) or 53)
+        except ValueError:
+            raise ConfigError(
+                f"doctor.resolver: {resolver!r} is not an IP address with an optional port "
+                "(e.g. 127.0.0.1:5353 or [::1]:53)"
+            ) from None
+        r.number({"resolver": port}, "doctor.resolver", (1, 65535), whole=True)
+    expect = r.get(d, "doctor.spf_expect", list, [])
+    for item in expect:
+        if not isinstance(item, str) or not re.fullmatch(
+            r"(include:[A-Za-z0-9._-]+|ip4:[0-9./]+|ip6:[0-9A-Fa-f:./]+)", item
+        ):
+            raise ConfigError(
+                f"doctor.spf_expect: {item!r} is not an SPF mechanism "
+                "(include:DOMAIN, ip4:ADDRESS[/BITS] or ip6:ADDRESS[/BITS])"
+            )
+    timeout = r.number(d, "doctor.timeout", (0.1, 60), 5.0)
+    return DoctorSettings(host, port, tuple(expect), timeout)
+
+
 def _read_webhooks(r: _Reader) -> Mapping[str, Mapping[str, Any]]:
     """``[webhooks]`` (optional): each ``[webhooks.<name>]`` table, checked by that webhook
     verifier plug-in's own schema."""
@@ -615,6 +687,22 @@ def _read_tracking(r: _Reader) -> TrackingSettings:
         opens=r.get(ts, "tracking.opens", bool, d.opens),
         keep_days=int(r.number(ts, "tracking.keep_days", KEEP_DAYS, d.keep_days, True)),
     )
+
+
+def _read_site(r: _Reader, root: Path) -> SiteSettings:
+    """``[site]`` (optional): the archive's folder (relative to brief.toml) and whether a
+    finished send rebuilds it (default: yes once ``out`` is set)."""
+    st = r.section("site", required=False)
+    r.only("site", _SITE_KEYS)
+    out_text = r.get(st, "site.out", str, "").strip()
+    out = None
+    if out_text:
+        out = Path(out_text).expanduser()
+        out = out if out.is_absolute() else root / out
+        if out.resolve() == root.resolve():
+            raise ConfigError("site.out: must not be the newsletter's own folder")
+    rebuild = r.get(st, "site.rebuild_after_send", bool, out is not None)
+    return SiteSettings(out=out, rebuild_after_send=rebuild)
 
 
 def _loopback(host: str) -> bool:

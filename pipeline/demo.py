@@ -1,9 +1,11 @@
 """The whole main job on embedded defaults, in a scratch copy of the newsletter.
 
 The demo copies settings, content and templates into ``.brief/demo/`` and runs
-there what the daemon runs every other Wednesday: assemble the next issue,
-render it, send it through ``outbox`` to a list of example.com readers, and
-build the web archive that now publishes it.
+there what the daemon runs every other Wednesday: assemble a new issue from the
+queue (for the first slot no issue of the copy claims yet, so the demo always shows
+assembly, whatever issues the newsletter already has), render it, send it through
+``outbox`` to a list of example.com readers, and build the web archive that now
+publishes it.
 Working on a copy keeps the operator's issues/ and database untouched: a real
 send marks the issue file sent, and demo readers must never join a real list.
 """
@@ -17,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings, load_settings
+from pipeline.content import calendar
 from pipeline.content.assemble import assemble, mark_sent, mark_status
 from pipeline.content.library import Issue, load_content
 from pipeline.errors import BriefError
@@ -59,6 +62,16 @@ def prepare(settings: Settings, env: dict[str, str]) -> Settings:
     )
 
 
+def _free_slot(library, settings: Settings, now: datetime):
+    """The first slot after ``now`` and after every regular issue's date: no issue of the
+    copy claims it, and issues stay numbered in date order."""
+    after = now
+    dated = [i.date for i in library.issues if not i.special]
+    if dated:
+        after = max(after, calendar.slot_at(settings.schedule, max(dated)))
+    return calendar.next_slot(settings.schedule, after).date()
+
+
 def run_demo(
     settings: Settings,
     now: datetime,
@@ -70,16 +83,18 @@ def run_demo(
     demo = prepare(settings, env)
     say(f"demo copy of the newsletter: {demo.root}")
     library = load_content(demo)
+    issue: Issue | None
     try:
-        made = assemble(library, demo, now)
-        verb = "assembled" if made.created else "already assembled"
-        say(f"{verb}: issue {made.issue.label} for {made.issue.date} ({made.issue.path.name})")
+        made = assemble(library, demo, now, _free_slot(library, demo, now))
+        say(f"assembled: issue {made.issue.label} for {made.issue.date} ({made.issue.path.name})")
+        issue = made.issue
     except BriefError as exc:  # an empty queue still leaves an issue to send
         say(f"assemble: {exc}")
+        issue = load_content(demo).next_unsent()
     library = load_content(demo)
-    issue = library.next_unsent()
     if issue is None:
         raise BriefError("no unsent issue in the demo copy")
+    issue = library.issue(issue.number)
     if issue.status == "draft":
         # The editor approves a draft; in the scratch copy the demo plays editor.
         mark_status(issue.path, "approved")

@@ -45,7 +45,7 @@ def project(tmp_path: Path, sqlite_template: Path) -> Path:
 
     root = tmp_path / "newsletter"
     root.mkdir()
-    for name in ("glossary", "museum", "issues", "templates"):
+    for name in ("glossary", "museum", "issues", "templates", "assets"):
         if (REPO / name).is_dir():
             shutil.copytree(REPO / name, root / name)
         else:

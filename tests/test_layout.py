@@ -29,9 +29,11 @@ ALLOWED: dict[str, set[str]] = {
     "send": {"content", "render", "store", "providers"},
     "webhooks": {"store", "providers"},
     "bounces": {"store", "webhooks"},
-    "daemon": {"content", "send", "store", "bounces"},
+    # render: a finished send rebuilds the static archive ([site] rebuild_after_send).
+    "daemon": {"content", "render", "send", "store", "bounces"},
     "web": {"content", "render", "send", "store", "webhooks"},
     "demo": {"content", "render", "send", "store", "providers"},
+    "doctor": {"content", "render", "send", "store", "providers"},
     "cli": {
         "content",
         "render",
@@ -43,6 +45,7 @@ ALLOWED: dict[str, set[str]] = {
         "daemon",
         "web",
         "demo",
+        "doctor",
     },
     "__main__": {"cli"},
 }

@@ -22,7 +22,7 @@ def test_subscribe_confirm_and_unsubscribe_in_a_real_browser(chromium, live_publ
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     try:
         page.goto(f"{base}/")
-        assert page.title() == "The Brief · The Brief"
+        assert page.title() == "The Brief"
         page.fill("#sub-name", "Ann")
         page.fill("#sub-email", "ann@example.com")
         page.click("form.subscribe button[type=submit]")

@@ -20,13 +20,18 @@ from pipeline.demo import run_demo
 )
 @click.pass_obj
 def demo(env: Env, readers: int) -> None:
-    """Assemble the next issue, render it, send it through the outbox to demo readers.
+    """Assemble a new issue, render, send it to demo readers, build the web archive.
 
-    Runs in .brief/demo/, a fresh copy of the newsletter each time, so your
-    issues/ folder and database are untouched.
+    In .brief/demo/, a fresh copy of the newsletter each time (your issues/ folder and
+    database are untouched): assembles a new issue from the queue for the first free
+    slot, renders it to .brief/demo/.brief/render/ (HTML, text, .eml), sends it through
+    the outbox provider to --readers example.com subscribers (one .eml each in
+    .brief/demo/.brief/outbox/NNN/), and builds the static web archive that now
+    publishes it (.brief/demo/site/).
     """
     result = run_demo(env.settings, env.now(), dict(os.environ), readers, say=click.echo)
     click.echo("")
     click.echo(f"open {result.files[0]} in a browser to read issue {result.issue.label};")
     click.echo(f"each reader's message is an .eml file in {result.outbox}/")
+    click.echo(f"the web archive: {result.site}/index.html")
     click.echo("preview while you write: brief preview")

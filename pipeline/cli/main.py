@@ -24,6 +24,8 @@ from pipeline.errors import BriefError
 # listing the commands does not import them.
 LAZY: dict[str, tuple[str, str]] = {
     "check": ("pipeline.cli.main:check", "Validate settings and all content (and lint issues)."),
+    "approve": ("pipeline.cli.editor:approve", "Check an issue and mark it approved."),
+    "new": ("pipeline.cli.editor:new", "Start a glossary entry, museum story or special issue."),
     "schedule": ("pipeline.cli.main:schedule", "Print the next send slots."),
     "queue": ("pipeline.cli.main:queue_cmd", "Show the queue, the forecast and the runway."),
     "assemble": ("pipeline.cli.main:assemble_cmd", "Write the next issue file from the queue."),
@@ -40,6 +42,7 @@ LAZY: dict[str, tuple[str, str]] = {
     "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
     "bounces": ("pipeline.cli.bounces:bounces", "Read the bounce mailbox (or an mbox file)."),
     "tracking": ("pipeline.cli.tracking:tracking", "Roll old clicks up into per-link counts."),
+    "doctor": ("pipeline.cli.doctor:doctor", "Check DNS, one-click, credentials and the issue."),
 }
 
 
@@ -159,19 +162,71 @@ def cli(ctx: click.Context, config: str | None) -> None:
 
 
 @click.command()
+@click.option(
+    "--links",
+    "links",
+    is_flag=True,
+    help="Also fetch every external link of unsent issues and the museum's sources.",
+)
+@click.option(
+    "--link-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 120),
+    metavar="SECONDS",
+    help="How long to wait for each link.",
+)
 @click.pass_obj
-def check(env: Env) -> None:
+def check(env: Env, links: bool, link_timeout: float) -> None:
     """Validate settings and all content; exit 1 on content errors, 2 on settings."""
-    from pipeline.providers import provider_setup
+    from pipeline.content.library import drafts
+    from pipeline.errors import ContentError
+    from pipeline.providers import provider_factory, provider_setup
 
     settings = env.settings
     # The provider is registered and importable and its table is valid (its defaults filled
     # in), or exit 2 naming the key; nothing is built, so no secret is needed here.
-    provider_setup(settings)
+    setup = provider_setup(settings)
+    # A provider may also check the files its table names (optional ``check_setup``).
+    check_setup = getattr(provider_factory(settings), "check_setup", None)
+    if check_setup is not None:
+        check_setup(setup)
     from pipeline.render.lint import lint_library
 
     library = env.library()
-    warnings = lint_library(library, settings)
+    errors: list = []
+    try:
+        warnings = drafts(library) + lint_library(library, settings)
+    except ContentError as exc:
+        # Links are still checked: the editor gets every problem in one run.
+        errors += exc.problems
+        warnings = drafts(library)
+    if any(i.status == "sent" for i in library.issues):
+        from pipeline.errors import StoreError
+        from pipeline.send.edits import edit_warnings, edits_after_sending
+
+        try:
+            warnings += edit_warnings(edits_after_sending(env.engine(), library, settings), library)
+        except StoreError as exc:  # the content check stands without the database
+            warnings.append(f"warning: sent issues not compared with what was sent: {exc}")
+    if links:
+        from pipeline.errors import Problem
+        from pipeline.render.links import check_library_links
+
+        report = check_library_links(library, settings.state_dir, env.now(), timeout=link_timeout)
+        errors += [
+            Problem(link.path, link.line, f"broken link {link.url}: {result.reason}")
+            for link, result in report.broken
+        ]
+        click.echo(
+            f"links: {report.checked} fetched, {report.from_cache} from the cache "
+            f"(.brief/linkcheck.json), {len(report.broken)} broken",
+            err=True,
+        )
+    if errors:
+        for w in warnings:
+            click.echo(w, err=True)
+        raise ContentError(errors)
     if settings.provider.name == "ses" and not settings.web.webhook_table("ses").get("topics"):
         warnings.append(
             "webhooks.ses.topics: empty, so /webhooks/ses trusts no SNS topic and SES bounces "

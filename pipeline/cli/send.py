@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import click
 
 from pipeline.cli.main import Env, print_json
@@ -147,6 +149,16 @@ def send(
     )
     if report.state == "sent":
         mark_sent(issue)
+        from pipeline.render.site import rebuild_after_send
+        from pipeline.send.edits import edits_after_sending
+
+        edits = partial(edits_after_sending, env.engine(), settings=settings)
+        built = rebuild_after_send(env.library, settings, edits)
+        if built is not None and not as_json:
+            click.echo(
+                f"rebuilt the web archive: {len(built)} files in "
+                f"{settings.site.target(settings.root)}"
+            )
     if as_json:
         print_json(_report_json(report))
     else:

@@ -55,15 +55,23 @@ def site() -> None:
     default=None,
     metavar="DIR",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Folder to write [default: site/ next to brief.toml].",
+    help="Folder to write [default: [site] out, else site/ next to brief.toml].",
 )
 @click.pass_obj
 def build(env, out: Path | None) -> None:
     """Write the archive, glossary, museum and Atom feed as static files."""
     settings = env.settings
     library = env.library()
-    target = out.resolve() if out is not None else settings.root / "site"
-    files = build_site(library, settings, target)
+    target = out.resolve() if out is not None else settings.site.target(settings.root)
+    from pipeline.errors import StoreError
+    from pipeline.send.edits import edits_after_sending
+
+    try:
+        edits = edits_after_sending(env.engine(), library, settings)
+    except StoreError as exc:  # a static build needs no database; only the marks are lost
+        click.echo(f"warning: edits after sending not marked: {exc}", err=True)
+        edits = {}
+    files = build_site(library, settings, target, edits)
     arc = archive(library)
     click.echo(
         f"wrote {len(files)} files to {target}: {len(arc.issues)} issues, "

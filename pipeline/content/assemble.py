@@ -169,7 +169,8 @@ def assemble(
         at = calendar.slot_at(schedule, for_date)
         if at <= now:
             raise BriefError(f"the slot {at.isoformat()} has passed; pick an upcoming one")
-    for issue in library.issues:
+    regular = [i for i in library.issues if not i.special]  # specials claim no slot
+    for issue in regular:
         if issue.date == at.date():
             return Assembled(issue, created=False)
     queue = build_queue(library)
@@ -183,7 +184,7 @@ def assemble(
             f"nothing to assemble for {at.date()}: no queued {missing} "
             "(set 'queued: DATE' in an entry's frontmatter)"
         )
-    later = [i for i in library.issues if i.date > at.date()]
+    later = [i for i in regular if i.date > at.date()]
     if later:
         raise BriefError(
             f"issue {later[0].number} is already dated {later[0].date}, after "

@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
+from enum import StrEnum
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -71,6 +72,7 @@ class GlossaryEntry:
     in_practice: str
     questions: tuple[Question, ...]
     path: Path
+    todo_line: int | None = None  # first line still holding "TODO:" (a `brief new` scaffold)
 
     kind = "glossary"
 
@@ -94,11 +96,20 @@ class MuseumStory:
     priority: int | None
     sections: tuple[Section, ...]
     path: Path
+    todo_line: int | None = None  # first line still holding "TODO:" (a `brief new` scaffold)
 
     kind = "museum"
 
     def section(self, title: str) -> Section:
         return next(s for s in self.sections if s.title == title)
+
+
+class IssueKind(StrEnum):
+    """A regular issue goes out at its cadence slot; a special one (a correction, an
+    announcement, a special edition) at the date and time its file gives."""
+
+    REGULAR = "regular"
+    SPECIAL = "special"
 
 
 @dataclass(frozen=True)
@@ -112,10 +123,18 @@ class Issue:
     status: str
     intro: str
     path: Path
+    kind: IssueKind = IssueKind.REGULAR
+    # A special issue's local send time (``time: "10:00"``); None: [schedule] send_time.
+    send_time: time | None = None
+    todo_line: int | None = None  # first line still holding "TODO:" (a `brief new` scaffold)
 
     @property
     def label(self) -> str:
         return f"{self.number:03d}"
+
+    @property
+    def special(self) -> bool:
+        return self.kind is IssueKind.SPECIAL
 
 
 @dataclass(frozen=True)
@@ -170,6 +189,12 @@ class _Doc:
     item_lines: dict[str, list[int]]
     body: str
     body_line: int  # file line number of the body's first line, minus one
+    todo_line: int | None = None  # first line holding TODO_MARK, if any
+
+
+# What `brief new` writes where the editor has to fill something in. A file still holding
+# it is a draft: fine on its own, an error once it is queued, carried or approved.
+TODO_MARK = "TODO:"
 
 
 # Frontmatter is a flat mapping whose values are text or lists of text; anything nested
@@ -291,7 +316,9 @@ def _read(path: Path, shown: str, problems: list[Problem]) -> _Doc | None:
             if isinstance(value_node, yaml.SequenceNode):
                 item_lines[str(key_node.value)] = [v.start_mark.line + 1 for v in value_node.value]
     body_line = text[: len(text) - len(body)].count("\n")
-    return _Doc(path, meta, lines, item_lines, body, body_line)
+    at = text.find(TODO_MARK)
+    todo_line = text[:at].count("\n") + 1 if at >= 0 else None
+    return _Doc(path, meta, lines, item_lines, body, body_line, todo_line)
 
 
 class _Fields:
@@ -525,7 +552,18 @@ GLOSSARY_FIELDS = (
     "priority",
 )
 MUSEUM_FIELDS = ("title", "slug", "organisation", "date", "cost", "sources", "queued", "priority")
-ISSUE_FIELDS = ("number", "date", "subject", "preheader", "glossary", "museum", "status")
+ISSUE_FIELDS = (
+    "number",
+    "date",
+    "subject",
+    "preheader",
+    "glossary",
+    "museum",
+    "status",
+    "kind",
+    "time",
+)
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
 def parse_glossary(path: Path, root: Path, problems: list[Problem]) -> GlossaryEntry | None:
@@ -553,6 +591,7 @@ def parse_glossary(path: Path, root: Path, problems: list[Problem]) -> GlossaryE
         in_practice=practice,
         questions=questions,
         path=path,
+        todo_line=doc.todo_line,
     )
 
 
@@ -591,6 +630,7 @@ def parse_museum(path: Path, root: Path, problems: list[Problem]) -> MuseumStory
         priority=f.integer("priority"),
         sections=_sections(doc, shown, MUSEUM_SECTIONS, problems),
         path=path,
+        todo_line=doc.todo_line,
     )
 
 
@@ -624,10 +664,18 @@ def parse_issue(
     status = f.text("status") or "draft"
     if status not in STATUSES:
         f.fail("status", f"status {status!r} must be one of: {', '.join(STATUSES)}")
-    glossary = f.strings("glossary")
-    museum = f.strings("museum")
-    if "glossary" in doc.meta and not glossary:
+    kind_text = f.text("kind", required=False) or IssueKind.REGULAR.value
+    if kind_text not in tuple(IssueKind):
+        f.fail("kind", f"kind {kind_text!r} must be one of: {', '.join(IssueKind)}")
+        kind_text = IssueKind.REGULAR.value
+    kind = IssueKind(kind_text)
+    special = kind is IssueKind.SPECIAL
+    # A special issue may carry no glossary entry and no museum story at all.
+    glossary = f.strings("glossary", required=not special)
+    museum = f.strings("museum", required=not special)
+    if "glossary" in doc.meta and not glossary and not special:
         f.fail("glossary", "an issue carries at least one glossary entry")
+    send_time = _clock(f, doc.meta.get("time"), special)
     m = _ISSUE_NAME.match(path.name)
     if not m:
         problems.append(Problem(shown, 1, "issue file name must be NNN-YYYY-MM-DD.md"))
@@ -646,6 +694,9 @@ def parse_issue(
         status=status,
         intro=doc.body.strip("\n"),
         path=path,
+        kind=kind,
+        send_time=send_time,
+        todo_line=doc.todo_line,
     )
     lines = _IssueLines(
         glossary=tuple(doc.item_lines.get("glossary", [f.line("glossary")] * len(glossary))),
@@ -654,6 +705,43 @@ def parse_issue(
         number=f.line("number"),
     )
     return issue, lines
+
+
+def _clock(f: _Fields, value: Any, special: bool) -> time | None:
+    """A special issue's ``time:`` as a local time of day; None when absent."""
+    if value is None:
+        return None
+    if not special:
+        f.fail(
+            "time",
+            "field 'time' is only for special issues (kind: special); a regular "
+            "issue goes out at [schedule] send_time",
+        )
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 24 * 60:
+        # YAML 1.1 reads an unquoted 10:00 as the sexagesimal number 600 (minutes).
+        return time(value // 60, value % 60)
+    m = _CLOCK.match(str(value).strip()) if isinstance(value, str) else None
+    if m is None:
+        f.fail("time", f"field 'time' must be a time of day like \"10:00\", got {value!r}")
+        return None
+    return time(int(m[1]), int(m[2]))
+
+
+def drafts(library: Library) -> list[str]:
+    """Warnings for the entries and stories still holding ``TODO:`` (neither queued nor
+    carried, or they would be errors) and the unsent issues still holding it."""
+    items: list[GlossaryEntry | MuseumStory | Issue] = [
+        *library.glossary.values(),
+        *library.museum.values(),
+        *(i for i in library.issues if i.status != "sent"),
+    ]
+    return sorted(
+        f"{_shown(item.path, library.root)}:{item.todo_line}: warning: still holds "
+        f"'{TODO_MARK}': fill it in"
+        for item in items
+        if item.todo_line is not None
+    )
 
 
 def _sorted_md(folder: Path) -> list[Path]:
@@ -718,6 +806,15 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                 )
                 continue
             into[item.slug] = item
+            if item.todo_line is not None and item.queued is not None:
+                problems.append(
+                    Problem(
+                        _shown(path, root),
+                        item.todo_line,
+                        f"still holds '{TODO_MARK}' from `brief new`: fill it in before "
+                        "queueing it (or remove 'queued:')",
+                    )
+                )
 
     issues: list[Issue] = []
     used: dict[str, str] = {}
@@ -739,7 +836,8 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                     )
                 )
             numbers.setdefault(issue.number, shown)
-        if issue.date != date.min:
+        if issue.date != date.min and not issue.special:
+            # A special issue goes at any date (and may share one with a regular issue).
             if is_slot is not None and not is_slot(issue.date):
                 problems.append(
                     Problem(
@@ -763,6 +861,16 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                 if slug not in known:
                     problems.append(Problem(shown, line, f"unknown {kind} slug '{slug}'"))
                     continue
+                todo = known[slug].todo_line
+                if todo is not None and issue.status != "sent":
+                    problems.append(
+                        Problem(
+                            shown,
+                            line,
+                            f"{kind} entry '{slug}' still holds '{TODO_MARK}' "
+                            f"({_shown(known[slug].path, root)}:{todo}): fill it in first",
+                        )
+                    )
                 key = f"{kind}:{slug}"
                 if key in used:
                     problems.append(
@@ -771,6 +879,10 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                         )
                     )
                 used.setdefault(key, shown)
+        if issue.todo_line is not None and issue.status == "approved":
+            problems.append(
+                Problem(shown, issue.todo_line, f"approved but still holds '{TODO_MARK}'")
+            )
         issues.append(issue)
     issues.sort(key=lambda i: i.number)
     broken = {p.path for p in problems}

@@ -9,12 +9,13 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import partial
 
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
 from pipeline.content.assemble import assemble, mark_sent
-from pipeline.content.library import Issue, Library
+from pipeline.content.library import Issue, Library, load_content
 from pipeline.daemon.decide import (
     Action,
     ActionKind,
@@ -24,7 +25,9 @@ from pipeline.daemon.decide import (
     relevant_slots,
 )
 from pipeline.errors import BriefError
+from pipeline.render.site import rebuild_after_send
 from pipeline.send import send_campaign, send_test
+from pipeline.send.edits import edits_after_sending
 from pipeline.store import slots
 from pipeline.store.ledger import CampaignState, PauseKind, find_campaign
 from pipeline.store.locks import DAEMON_LOCK
@@ -58,12 +61,12 @@ def read_state(
     engine: Engine, library: Library, slot_times: Iterable[datetime], list_name: str
 ) -> LedgerState:
     """Slot events of ``slot_times`` and the ledger's view (campaigns to ``list_name``)
-    of the issues that claim them."""
+    of the issues that claim them and of every special issue not marked sent."""
     days = sorted({s.date() for s in slot_times})
     sent: set[int] = set()
     held: dict[int, str] = {}
     for issue in library.issues:
-        if issue.date not in days or issue.status == "sent":
+        if (issue.date not in days and not issue.special) or issue.status == "sent":
             continue
         progress = _campaign_progress(engine, issue, list_name)
         if progress == "sent":
@@ -194,7 +197,16 @@ def _send(action, engine, settings, library, holder, now, stop) -> Outcome:
     if report.state != CampaignState.SENT:
         return Outcome(action, "send_paused", counts, report.reason or "")
     mark_sent(action.issue)
-    return Outcome(action, "sent_unapproved" if action.force else "sent", counts, action.reason)
+    detail = action.reason
+    try:
+        edits = partial(edits_after_sending, engine, settings=settings)
+        built = rebuild_after_send(partial(load_content, settings), settings, edits)
+    except (BriefError, OSError) as exc:  # the send stands; the site waits for a human
+        log.error("slot=%s event=site_rebuild_failed detail=%r", action.slot.isoformat(), str(exc))
+    else:
+        if built is not None:
+            detail = "; ".join(filter(None, [detail, f"site rebuilt ({len(built)} files)"]))
+    return Outcome(action, "sent_unapproved" if action.force else "sent", counts, detail)
 
 
 def _write_off(kind: str, event: str):
@@ -226,25 +238,26 @@ def tick(
 ) -> list[Outcome]:
     """Decide and do everything due at ``now``; re-decide after an assembly so the new
     issue's test copy goes in the same tick. Each (kind, slot) is tried once per tick."""
-    tried: set[tuple[str, date]] = set()
+    tried: set[tuple[str, date, int | None]] = set()
     outcomes: list[Outcome] = []
     for _ in range(3):
         library = load_library()
         state = read_state(
             engine, library, relevant_slots(settings, now), settings.newsletter.default_list
         )
-        todo = [
-            a
-            for a in due_actions(settings, library, state, now)
-            if (a.kind, a.slot.date()) not in tried
-        ]
+        todo = [a for a in due_actions(settings, library, state, now) if _once_key(a) not in tried]
         if not todo:
             break
         for action in todo:
             if stop is not None and stop.is_set():
                 return outcomes
-            tried.add((action.kind, action.slot.date()))
+            tried.add(_once_key(action))
             outcomes.append(
                 perform(action, engine, settings, library, holder=holder, now=now, stop=stop)
             )
     return outcomes
+
+
+def _once_key(action: Action) -> tuple[str, date, int | None]:
+    # With the issue: a special issue may go on the day a regular slot does.
+    return (action.kind, action.slot.date(), action.issue.number if action.issue else None)

@@ -12,13 +12,19 @@ daemon ran is caught up within the grace period and written off after it. Whethe
 issue was sent comes from the send ledger and the issue file's status, never from a
 flag of the scheduler's own; slot events only record the once-per-slot things that
 have no ledger (the test copy, a skip, a miss).
+
+A special issue (``kind: special``) has no slot: it is sent at its own date and time
+when approved, within the grace period after that time. ``unapproved = send`` does not
+apply to it (no deadline forces a special issue out), no [TEST] copy is mailed for it
+(the editor wrote it by hand and tests it with ``brief send --test``), and an unapproved
+one just waits: it is never written off by the daemon.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 
 from pipeline.config import Schedule, Settings
@@ -79,9 +85,17 @@ def assemble_time(schedule: Schedule, slot: datetime) -> datetime:
 
 
 def issue_for(library: Library, slot: datetime) -> Issue | None:
-    """The issue file that claims the slot's date, if any."""
+    """The regular issue file that claims the slot's date, if any."""
     day = slot.date()
-    return next((i for i in library.issues if i.date == day), None)
+    return next((i for i in library.issues if i.date == day and not i.special), None)
+
+
+def special_send_at(schedule: Schedule, issue: Issue) -> datetime:
+    """When a special issue goes out: its date at its ``time`` (else ``send_time``), local."""
+    local = datetime.combine(
+        issue.date, issue.send_time or schedule.send_time, tzinfo=schedule.timezone
+    )
+    return local.astimezone(UTC).astimezone(schedule.timezone)  # a time in a DST gap moves on
 
 
 def is_sent(issue: Issue, state: LedgerState) -> bool:
@@ -103,6 +117,8 @@ def due_actions(
     last = calendar.previous_slot(schedule, now)
     if last.date() >= schedule.anchor:
         actions += _at_slot(settings, library, state, now, last, grace)
+
+    actions += _specials(settings, library, state, now, grace)
 
     upcoming = calendar.next_slot(schedule, now)
     if now >= assemble_time(schedule, upcoming):
@@ -156,6 +172,20 @@ def _at_slot(
             f"status {issue.status}, not approved ([schedule] unapproved = skip)",
         )
     ]
+
+
+def _specials(
+    settings: Settings, library: Library, state: LedgerState, now: datetime, grace: timedelta
+) -> list[Action]:
+    """A SEND for each approved special issue whose time has come, within the grace."""
+    out = []
+    for issue in library.issues:
+        if not issue.special or is_sent(issue, state) or issue.number in state.held:
+            continue
+        at = special_send_at(settings.schedule, issue)
+        if at <= now and now - at <= grace and issue.status == "approved":
+            out.append(Action(ActionKind.SEND, at, issue, "special issue"))
+    return out
 
 
 def relevant_slots(settings: Settings, now: datetime) -> tuple[datetime, datetime]:

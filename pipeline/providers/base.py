@@ -23,6 +23,7 @@ __all__ = [
     "UNTOUCHED",
     "Content",
     "Fate",
+    "ChecksCredentials",
     "KeepsFiles",
     "Key",
     "OutgoingMessage",
@@ -64,6 +65,15 @@ class KeepsFiles(Protocol):
 
     def folder(self, issue_number: int) -> Path:
         """The folder holding the files of one issue."""
+
+
+@runtime_checkable
+class ChecksCredentials(Protocol):
+    """Optional: a provider that can prove its credentials without sending (``brief doctor``)."""
+
+    def check_credentials(self) -> str:
+        """A no-op call that needs the credentials (an API's read-only endpoint, SMTP's
+        login); returns what was checked, or raises ProviderError saying what failed."""
 
 
 @dataclass(frozen=True)

@@ -378,6 +378,41 @@ class HttpProvider:
     def _prepare(self, session: requests.Session) -> None:
         """Add the provider's authentication to a new session."""
 
+    # A read-only endpoint that needs the credentials (``brief doctor``); "" for none.
+    credentials_path = ""
+
+    def check_credentials(self) -> str:
+        """GET ``credentials_path``: 2xx means the credentials work; 401/403 is a
+        ProviderError saying they were refused, anything else one saying what came."""
+        if not self.credentials_path:
+            raise ProviderError(f"{self.name}: no read-only endpoint to check credentials with")
+        self.open()
+        assert self.session is not None
+        url = f"{self.api.base_url}{self.credentials_path}"
+        try:
+            response = self.session.get(
+                url, timeout=self.api.timeout, headers=self._credentials_headers(url)
+            )
+        except requests.RequestException as exc:
+            raise ProviderUnavailable(
+                f"{self.name}: cannot reach {_host(url)} ({type(exc).__name__})"
+            ) from None
+        if response.status_code in (401, 403):
+            raise ProviderError(
+                f"{self.name}: GET {self.credentials_path} answered {response.status_code}: "
+                f"the credentials were refused ({detail(response)})"
+            )
+        if not 200 <= response.status_code < 300:
+            raise ProviderError(
+                f"{self.name}: GET {self.credentials_path} answered {response.status_code} "
+                f"({detail(response)})"
+            )
+        return f"GET {self.credentials_path} answered {response.status_code}"
+
+    def _credentials_headers(self, url: str) -> dict[str, str]:
+        """Headers the credentials check needs beyond the session's (a signature)."""
+        return {}
+
     def open(self) -> None:
         """Create the session (one per provider instance, so one per worker)."""
         if self.session is None:

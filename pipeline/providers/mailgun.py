@@ -66,6 +66,8 @@ class MailgunProvider(HttpProvider):
         super().__init__(setup)
         self._key = require_secret(setup, KEY_ENV, self.name)
         self.domain = str(setup.table["domain"]) or setup.domain
+        # Mailgun API: "Get domain" (read-only, needs the key and the sending domain)
+        self.credentials_path = f"/v3/domains/{self.domain}"
 
     def _prepare(self, session: requests.Session) -> None:
         session.auth = ("api", self._key)

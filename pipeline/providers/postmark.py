@@ -66,6 +66,8 @@ class PostmarkProvider(HttpProvider):
         self._token = require_secret(setup, TOKEN_ENV, self.name)
         self.message_stream = str(setup.table["message_stream"])
 
+    credentials_path = "/server"  # Postmark API: "Get the server"
+
     def _prepare(self, session: requests.Session) -> None:
         session.headers["X-Postmark-Server-Token"] = self._token
 

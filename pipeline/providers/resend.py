@@ -103,6 +103,8 @@ class ResendProvider(HttpProvider):
                 "must not be negative"
             )
 
+    credentials_path = "/domains"  # Resend API: "List domains"
+
     def _prepare(self, session: requests.Session) -> None:
         session.headers["Authorization"] = f"Bearer {self._key}"
 

@@ -65,6 +65,8 @@ class SendGridProvider(HttpProvider):
         super().__init__(setup)
         self._key = require_secret(setup, KEY_ENV, self.name)
 
+    credentials_path = "/v3/scopes"  # SendGrid API: the key's scopes
+
     def _prepare(self, session: requests.Session) -> None:
         session.headers["Authorization"] = f"Bearer {self._key}"
 

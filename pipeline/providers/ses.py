@@ -198,6 +198,23 @@ class SesProvider(HttpProvider):
     def _base_url(self, setup: ProviderSetup) -> str:
         return str(setup.table["base_url"]) or f"https://email.{self.region}.amazonaws.com"
 
+    # SES v2 GetAccount: read-only, signed like SendEmail.
+    credentials_path = "/v2/email/account"
+
+    def _credentials_headers(self, url: str) -> dict[str, str]:
+        return sign_v4(
+            "GET",
+            url,
+            {},
+            b"",
+            access_key=self._access_key,
+            secret_key=self._secret_key,
+            region=self.region,
+            service=SERVICE,
+            when=self._clock(),
+            session_token=self._session_token,
+        )
+
     def request_body(self, m: OutgoingMessage) -> bytes:
         """The SendEmail JSON for one message."""
         body: dict[str, Any] = {

@@ -39,6 +39,7 @@ from pipeline.providers.base import (
     Result,
     scrub,
 )
+from pipeline.providers.dkim import Signer, dkim_key, load_signer
 
 _NO_MAILBOX = re.compile(
     r"\b5\.1\.(1|10|2|6)\b|no such (user|mailbox|recipient)|user unknown|unknown user|"
@@ -127,10 +128,13 @@ def judge(stage: Stage, reply: Reply, key: str, address: str) -> Result:
     return Result.permanent(key, reason, reply.code, suppress=suppress)
 
 
-def _data(msg: OutgoingMessage) -> bytes:
+def _data(msg: OutgoingMessage, signer: Signer | None = None) -> bytes:
     """The message as DATA carries it: dot-stuffed, ending in CRLF (without the dot).
     A message from MessageFactory has it ready (``smtp_data``, stuffed once per issue);
-    any other is stuffed here."""
+    any other is stuffed here. With a ``signer``, its DKIM-Signature goes first, made
+    over the bytes before stuffing (what the receiver has once it unstuffs them; the
+    header's own folded lines start with "D" or a space, never a dot)."""
+    signature = b"" if signer is None else signer.sign(_crlf(msg.raw))
     body = getattr(msg, "smtp_data", None)
     if body is None:
         body = msg.raw
@@ -138,7 +142,12 @@ def _data(msg: OutgoingMessage) -> bytes:
             body = re.sub(rb"(?m)^\.", b"..", body)
     if not body.endswith(b"\r\n"):
         body += b"\r\n"
-    return body
+    return signature + body if signature else body
+
+
+def _crlf(raw: bytes) -> bytes:
+    """``raw`` ending in CRLF, as DATA sends it (the signed body must be the sent one)."""
+    return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
 
 
 def _lost(exc: BaseException) -> str:
@@ -247,8 +256,20 @@ class SmtpProvider:
         # VERP: "bounces+{key}@news.example.com" puts each delivery's key into MAIL FROM,
         # so a bounce names its delivery even when the report is mangled ("": From).
         "return_path": Key(str, "", check=_return_path),
+        # [provider.smtp.dkim] selector, domain, key_file: sign each message (empty: don't)
+        "dkim": dkim_key(),
     }
     secrets = ("BRIEF_SMTP_PASSWORD",)
+
+    @classmethod
+    def check_setup(cls, setup: ProviderSetup) -> None:
+        """The files the table names (``ca_file``, the DKIM key), checked without
+        connecting or reading a secret: ``brief check`` calls this, so a bad file is a
+        settings error at once, not at the slot."""
+        _tls_context(str(setup.table["ca_file"]), setup.root)
+        load_signer(
+            "provider.smtp.dkim", setup.table.get("dkim", {}), setup.root, setup.from_address
+        )
 
     def __init__(self, setup: ProviderSetup):
         t = setup.table
@@ -261,6 +282,9 @@ class SmtpProvider:
         self.local_hostname = str(t["local_hostname"]) or None
         self.password = setup.secret("BRIEF_SMTP_PASSWORD")
         self.ssl_context = _tls_context(str(t["ca_file"]), setup.root)
+        self.signer = load_signer(
+            "provider.smtp.dkim", t.get("dkim", {}), setup.root, setup.from_address
+        )
         self.envelope_from = setup.from_address
         self._mail_from = f"FROM:<{self.envelope_from}>"
         self.return_path = str(t["return_path"])
@@ -290,6 +314,13 @@ class SmtpProvider:
         conn = self._connection()
         if isinstance(conn, _Refusal):
             raise conn.error()
+
+    def check_credentials(self) -> str:
+        """Connect, EHLO, STARTTLS and AUTH as a send would, then QUIT (``brief doctor``)."""
+        self.open()
+        self.close()
+        how = f"logged in as {self.username!r}" if self.username else "no login configured"
+        return f"{self._where} answered EHLO ({self.tls}), {how}"
 
     def _connection(self) -> smtplib.SMTP | _Refusal:
         if self._conn is not None:
@@ -533,7 +564,7 @@ class SmtpProvider:
                 refused = self._refused(open_, msg, stage, Reply.parse(code, resp))
                 return Staged(msg, refused), stage is Stage.MAIL and code == 421
         # Until the final dot is written the server cannot have accepted the message.
-        body = _data(msg)
+        body = _data(msg, self.signer)
         try:
             if with_dot:
                 conn.send(body + b".\r\n")

@@ -71,7 +71,22 @@ def render_issue(
     mjml_source = render_template(env, HTML_TEMPLATE, **values)
     html = compile_mjml(mjml_source, env)
     text = tidy_text(render_template(env, TEXT_TEMPLATE, **values))
+    html, text = absolute_assets(html, text, settings.newsletter.base_url)
     return Rendered(issue.number, issue.subject, issue.preheader, html, text, values["web_url"])
+
+
+_ROOTED_ASSET_HTML = re.compile(r'((?:src|href)=")/assets/')
+_ROOTED_ASSET_TEXT = re.compile(r"^(\[\d+\] )/assets/", re.M)
+
+
+def absolute_assets(html: str, text: str, base_url: str) -> tuple[str, str]:
+    """Asset links as absolute ``base_url/assets/…`` URLs: a mail has no site to be
+    relative to, so ``/assets/x.png`` would be a broken image in every inbox."""
+    base = base_url.rstrip("/")
+    return (
+        _ROOTED_ASSET_HTML.sub(lambda m: f"{m[1]}{base}/assets/", html),
+        _ROOTED_ASSET_TEXT.sub(lambda m: f"{m[1]}{base}/assets/", text),
+    )
 
 
 _BLANKS = re.compile(r"\n{4,}")

@@ -2,8 +2,11 @@
 
 Errors (the issue must not go out): HTML over 102 KB (Gmail clips it), no
 postal address, no unsubscribe link, an editor's placeholder (TK, TODO, XXX,
-lorem ipsum) left in. Warnings: HTML over 80 KB, an image without alt text,
-an ``http:`` link, a link without text, a subject over 78 characters.
+lorem ipsum) left in, an empty link (``[here]()``), a mail placeholder
+(``%%BRIEF_NAME%%``) written in content (filled in the mail, shown literally on the
+archive), an image under ``assets/`` that is missing, outside ``assets/``, without alt
+text or over 1 MB. Warnings: HTML over 80 KB, an asset image over 200 KB, an image
+without alt text, an ``http:`` link, a link without text, a subject over 78 characters.
 Each finding is located at the content file (or template) line it comes from.
 """
 
@@ -14,11 +17,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from pipeline.config import Settings
-from pipeline.content.library import Issue, Library
-from pipeline.errors import ContentError, Problem
+from pipeline.content.library import Issue, Library, parse_issue, read_content
+from pipeline.errors import ContentError, NotFound, Problem
 from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
+from pipeline.render.markdown import ASSETS_DIR
 from pipeline.render.templating import environment
 
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -31,6 +36,18 @@ _ALT = re.compile(r"""\balt\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 _LINK = re.compile(r"<a\b([^>]*)>(.*?)</a>", re.I | re.S)
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)')""", re.I)
 _TAG = re.compile(r"<[^>]+>")
+
+ASSET_WARN_BYTES = 200 * 1024
+ASSET_MAX_BYTES = 1024 * 1024
+# Any %%BRIEF_…%% marker, known or not: the send path fills the known ones, and none of
+# them belongs in the content (the archive page would show it as written).
+CONTENT_PLACEHOLDER = re.compile(r"%%BRIEF_[A-Z0-9_]*%%")
+# ``[text]()`` or ``[text](<>)``: markdown-it renders ``<a href="">``, a link to nowhere.
+_EMPTY_LINK = re.compile(r"(?<!!)\[([^\]]*)\]\(\s*(?:<\s*>)?\s*\)")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_CODE_SPAN = re.compile(r"(`+).+?\1")
+# ``![alt](src "title")`` on one line, as the editor writes images.
+_MD_IMAGE = re.compile(r"!\[([^\]]*)\]\(\s*(<[^>]*>|[^\s)]*)[^)]*\)")
 
 
 @dataclass(frozen=True)
@@ -149,6 +166,8 @@ def lint_rendered(
                     (where.shown(path), n),
                     f"editor's placeholder {m[0]!r} left in: {line.strip()[:60]!r}",
                 )
+    for path in where.files:
+        out += content_findings(where.shown(path), where.lines(path), library.root)
     if not marked:
         for source, template in ((rendered.text, TEXT_TEMPLATE), (rendered.html, HTML_TEMPLATE)):
             m = EDITOR_MARKS.search(htmlmod.unescape(_TAG.sub(" ", source)))
@@ -164,6 +183,8 @@ def lint_rendered(
         if not alt or not (alt[1] or alt[2] or "").strip():
             src = re.search(r"""\bsrc\s*=\s*["']([^"']*)""", m[0])
             url = src[1] if src else ""
+            if "/assets/" in url and url.startswith(settings.newsletter.base_url):
+                continue  # an asset image: content_findings names it as an error
             add("warning", where.find(url) if url else tpl, f"image without alt text: {url}")
     for m in _LINK.finditer(rendered.html):
         href_m = _HREF.search(m[1])
@@ -184,6 +205,66 @@ def lint_rendered(
         )
     # Errors first, then each file top to bottom, as the editor will fix them.
     out.sort(key=lambda f: (f.level != "error", f.problem.path, f.problem.line))
+    return out
+
+
+def local_asset(src: str) -> str | None:
+    """The path under ``assets/`` an image source names (``assets/x.png``,
+    ``/assets/x.png``), or None for anything else (an external or data URL)."""
+    src = src.strip()
+    for prefix in (f"{ASSETS_DIR}/", f"/{ASSETS_DIR}/"):
+        if src.startswith(prefix):
+            # The file's name as on disk: ``my%20chart.png`` is ``my chart.png``.
+            return unquote(src[len(prefix) :].split("#", 1)[0].split("?", 1)[0])
+    return None
+
+
+def content_findings(shown: str, lines: list[str], root: Path) -> list[Finding]:
+    """What is wrong in one content file's own lines: empty links, mail placeholders
+    written by hand, and images under ``assets/`` (there, described, not too big)."""
+    out: list[Finding] = []
+    assets = (root / ASSETS_DIR).resolve()
+
+    def add(level: str, n: int, message: str) -> None:
+        out.append(Finding(level, Problem(shown, n, message)))
+
+    fence = ""
+    for n, line in enumerate(lines, 1):
+        # Inside a fenced code block Markdown is shown as written: ``[x]()`` there is an
+        # example, not a link.
+        opener = _FENCE.match(line)
+        if opener and (not fence or opener[1].startswith(fence)):
+            fence = "" if fence else opener[1]
+            continue
+        if fence:
+            continue
+        for m in _EMPTY_LINK.finditer(_CODE_SPAN.sub("", line)):
+            add("error", n, f"empty link {m[0]!r}: give it a URL or drop the brackets")
+        for m in CONTENT_PLACEHOLDER.finditer(line):
+            add(
+                "error",
+                n,
+                f"placeholder {m[0]} written in the content: the mail fills it but the "
+                "archive page shows it as written",
+            )
+        for m in _MD_IMAGE.finditer(line):
+            src = m[2].strip("<>")
+            rel = local_asset(src)
+            if rel is None:
+                continue  # external images: the alt warning on the rendered HTML covers them
+            if not m[1].strip():
+                add("error", n, f"image without alt text: {src}")
+            target = (assets / rel).resolve()
+            if not target.is_relative_to(assets) or not rel:
+                add("error", n, f"image {src} is outside {ASSETS_DIR}/")
+            elif not target.is_file():
+                add("error", n, f"image {src} not found: no file {ASSETS_DIR}/{rel}")
+            else:
+                size = target.stat().st_size
+                if size > ASSET_MAX_BYTES:
+                    add("error", n, f"image {src} is {size / 1024:.0f} KB; the limit is 1 MB")
+                elif size > ASSET_WARN_BYTES:
+                    add("warning", n, f"image {src} is {size / 1024:.0f} KB; keep it under 200 KB")
     return out
 
 
@@ -217,3 +298,47 @@ def lint_library(library: Library, settings: Settings) -> list[str]:
         rendered = render_issue(issue, library, settings, env)
         findings += lint_rendered(rendered, issue, library, settings)
     return raise_errors(findings)
+
+
+def check_issue(settings: Settings, ref: str) -> tuple[Issue, Library, list[str]]:
+    """What ``brief check`` says about one issue (its file, the entries it carries, the
+    rendered mail): raise ContentError with its errors; else the issue, the library and
+    the warnings. Problems of files the issue does not touch are not its business."""
+    loaded = read_content(settings)
+    library = loaded.library
+    try:
+        issue = library.issue(ref)
+    except NotFound:
+        issue = None
+    if issue is None:
+        # Left out of the library: its own file, or an entry it carries, has a problem.
+        path = _issue_file(settings.root, ref)
+        scratch: list[Problem] = []
+        parsed = parse_issue(path, settings.root, scratch)
+        touched = {_shown(path, settings.root)}
+        if parsed is not None:
+            touched |= {f"glossary/{s}.md" for s in parsed[0].glossary}
+            touched |= {f"museum/{s}.md" for s in parsed[0].museum}
+        mine = [p for p in loaded.problems if p.path in touched]
+        raise ContentError(mine or scratch or [Problem(str(path), 1, "cannot be read")])
+    return issue, library, raise_errors(lint_issue(issue, library, settings))
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _issue_file(root: Path, ref: str) -> Path:
+    """The file an issue reference names: a number (``7``, ``007``) or a path."""
+    if ref.isdigit():
+        found = sorted((root / "issues").glob(f"{int(ref):03d}-*.md"))
+        if not found:
+            raise NotFound(f"no issue {ref} in {root / 'issues'}")
+        return found[0]
+    path = Path(ref)
+    if not path.is_file():
+        raise NotFound(f"no issue file {ref}")
+    return path

@@ -18,6 +18,17 @@ from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
 
 WIDTH = 72
+# The repository folder of images and other files the content links to; published at
+# ``/assets/`` on the site, and at ``base_url/assets/`` in the mail (see render.issue).
+ASSETS_DIR = "assets"
+_RELATIVE_ASSET = re.compile(r'((?:src|href)=")(?:\./)?assets/')
+
+
+def rooted(url: str) -> str:
+    """``assets/x.png`` (relative, as an editor writes it) as ``/assets/x.png``: a page
+    at ``/issues/001/`` would resolve the relative form under itself."""
+    bare = url.removeprefix("./")
+    return f"/{bare}" if bare.startswith(f"{ASSETS_DIR}/") else url
 
 
 @cache
@@ -31,7 +42,7 @@ _OPEN_TAG = re.compile(r"<(p|a|ol|ul|li|h[1-6]|blockquote|code|pre|strong|em|img
 
 def to_html(markdown: str, styles: Mapping[str, str] | None = None) -> str:
     """Markdown as HTML, each tag named in ``styles`` given that inline style."""
-    out = parser().render(markdown or "")
+    out = _RELATIVE_ASSET.sub(r"\1/assets/", parser().render(markdown or ""))
     if not styles:
         return out
     attrs = {tag: f' style="{htmlmod.escape(css, quote=True)}"' for tag, css in styles.items()}
@@ -176,14 +187,14 @@ def _inline(node, notes: Footnotes) -> str:
             out.append(child.content)
         elif child.type == "link":
             label = _inline(child, notes).strip()
-            url = str(child.attrs.get("href", ""))
+            url = rooted(str(child.attrs.get("href", "")))
             if not label or label == url or url.startswith("mailto:") and label in url:
                 out.append(url if not label else label)
             else:
                 out.append(f"{label} [{notes.add(url)}]")
         elif child.type == "image":
             alt = _inline(child, notes).strip() or "image"
-            out.append(f"{alt} [{notes.add(str(child.attrs.get('src', '')))}]")
+            out.append(f"{alt} [{notes.add(rooted(str(child.attrs.get('src', ''))))}]")
         elif child.children:
             out.append(_inline(child, notes))
         else:

@@ -9,6 +9,7 @@ web page wants real headings and links rather than table layout.
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import shutil
 import tempfile
@@ -18,7 +19,9 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.content.fingerprint import Edit
 from pipeline.content.library import GlossaryEntry, Issue, Library, MuseumStory
+from pipeline.render.markdown import ASSETS_DIR
 from pipeline.render.templating import environment, render_template
 
 STATIC_FILES = ("style.css",)
@@ -99,11 +102,18 @@ def issue_path(issue: Issue) -> str:
 def sent_at(issue: Issue, settings: Settings) -> datetime:
     """When an issue went out: its date at the send time, in the newsletter's zone."""
     sched = settings.schedule
-    return datetime.combine(issue.date, sched.send_time, tzinfo=sched.timezone)
+    return datetime.combine(issue.date, issue.send_time or sched.send_time, tzinfo=sched.timezone)
 
 
-def pages(library: Library, settings: Settings) -> dict[str, Page]:
-    """Every page of the archive by URL path, each rendered only when asked for."""
+def pages(
+    library: Library, settings: Settings, edits: Mapping[int, Edit] | None = None
+) -> dict[str, Page]:
+    """Every page of the archive by URL path, each rendered only when asked for.
+
+    ``edits`` (``send.edits``) marks sent issues edited since: their page says when and
+    what changed.
+    """
+    edits = edits or {}
     env = environment(settings)
     arc = archive(library)
     common = {"archive": arc, "issue_path": issue_path}
@@ -128,6 +138,7 @@ def pages(library: Library, settings: Settings) -> dict[str, Page]:
                 glossary=[library.glossary[s] for s in issue.glossary],
                 museum=[library.museum[s] for s in issue.museum],
                 sent=sent_at(issue, settings),
+                edit=edits.get(issue.number),
             ),
         )
     add("/glossary/", html("web/glossary_index.html.j2", title="The AI Glossary"))
@@ -172,7 +183,33 @@ def pages(library: Library, settings: Settings) -> dict[str, Page]:
     for name in STATIC_FILES:
         path = settings.root / "templates" / "web" / "static" / name
         add(f"/static/{name}", lambda p=path: p.read_bytes(), "text/css; charset=utf-8")
+    out.update(asset_pages(settings))
     return out
+
+
+def asset_pages(settings: Settings) -> dict[str, Page]:
+    """Every file under ``assets/`` as a page at ``/assets/<path>``.
+
+    Only files found by walking the folder are served, so a request path is looked up,
+    never joined onto the disk: ``..``, encoded or not, names no page. Hidden files and
+    links pointing out of the folder are not published.
+    """
+    folder = settings.root / ASSETS_DIR
+    if not folder.is_dir():
+        return {}
+    top = folder.resolve()
+    found: dict[str, Page] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in rel.split("/")) or not path.is_file():
+            continue
+        real = path.resolve()
+        if not real.is_relative_to(top):
+            continue
+        ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        url = f"/{ASSETS_DIR}/{rel}"
+        found[url] = Page(url, ctype, lambda p=real: p.read_bytes())
+    return found
 
 
 def feed(arc: Archive, settings: Settings) -> bytes:
@@ -212,7 +249,9 @@ def feed(arc: Archive, settings: Settings) -> bytes:
     return fg.atom_str(pretty=True)
 
 
-def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
+def build_site(
+    library: Library, settings: Settings, out: Path, edits: Mapping[int, Edit] | None = None
+) -> list[Path]:
     """Write the whole archive as static files under ``out``; returns the files written.
 
     Pages are written to a sibling temporary folder first and swapped in, so a failed
@@ -220,7 +259,7 @@ def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
     """
     out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    rendered = {p.file: p.render() for p in pages(library, settings).values()}
+    rendered = {p.file: p.render() for p in pages(library, settings, edits).values()}
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         for rel, data in rendered.items():
@@ -238,3 +277,19 @@ def build_site(library: Library, settings: Settings, out: Path) -> list[Path]:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return sorted(out / rel for rel in rendered)
+
+
+def rebuild_after_send(
+    library_loader,
+    settings: Settings,
+    edits_for: Callable[[Library], Mapping[int, Edit]] | None = None,
+) -> list[Path] | None:
+    """Rebuild the archive after a finished send when ``[site] rebuild_after_send``;
+    None when it is off. ``library_loader`` gives the content as it is now (the issue
+    file says sent); ``edits_for`` (``send.edits``) marks earlier issues edited since
+    their send, as `brief site build` does."""
+    if not settings.site.rebuild_after_send:
+        return None
+    library = library_loader()
+    edits = edits_for(library) if edits_for else None
+    return build_site(library, settings, settings.site.target(settings.root), edits)

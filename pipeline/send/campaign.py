@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
+from pipeline.content.fingerprint import content_hash
 from pipeline.content.library import Issue, Library
 from pipeline.errors import SendError
 from pipeline.providers import load_provider
@@ -100,8 +101,8 @@ def check_sendable(issue: Issue, force: bool) -> None:
     """Refuse an issue the editor has not approved (unless forced)."""
     if issue.status not in SENDABLE and not force:
         raise SendError(
-            f"issue {issue.label} is {issue.status}, not approved: set 'status: approved' in "
-            f"{issue.path.name} (or pass --force)"
+            f"issue {issue.label} is {issue.status}, not approved: run brief approve "
+            f"{issue.label} (or pass --force)"
         )
 
 
@@ -163,6 +164,7 @@ def send_campaign(
             subject=rendered.subject,
             content_commit=factory.commit,
             holder=holder,
+            content_hash=content_hash(issue, library),
         )
     started = time.monotonic()
     written_off = 0

@@ -59,20 +59,38 @@ class _Part:
     json_pieces: tuple[bytes, ...]
 
 
-def content_commit(root: Path) -> str:
-    """The git commit of the content at ``root``, or "unknown" outside a repository."""
+# What a reader's mail is made of: the content, the templates and the assets. A change
+# elsewhere in the repository (the code, the README) does not make the mail "dirty".
+CONTENT_PATHS = ("glossary", "museum", "issues", "templates", "assets", "brief.toml")
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess[str] | None:
     try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
+        return subprocess.run(
+            ["git", "-C", str(root), *args],
             capture_output=True,
             text=True,
             timeout=5,
             check=False,
         )
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def content_commit(root: Path) -> str:
+    """The git commit of the content at ``root``: ``<sha>``, ``<sha>-dirty`` when the
+    content files differ from it (edited, staged or new and uncommitted), "unknown"
+    outside a repository."""
+    out = _git(root, "rev-parse", "HEAD")
+    if out is None:
         return "unknown"
     commit = out.stdout.strip()
-    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", commit) else "unknown"
+    if out.returncode != 0 or not re.fullmatch(r"[0-9a-f]{7,64}", commit):
+        return "unknown"
+    status = _git(root, "status", "--porcelain", "--", *CONTENT_PATHS)
+    if status is None or status.returncode != 0:
+        return "unknown"
+    return f"{commit}-dirty" if status.stdout.strip() else commit
 
 
 def _normalise_newlines(text: str) -> str:

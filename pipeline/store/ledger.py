@@ -89,6 +89,7 @@ class Campaign:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    content_hash: str | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ def _campaign(row: sa.Row) -> Campaign:
         created_at=as_utc(row.created_at) or utcnow(),  # NOT NULL: never the fallback
         started_at=as_utc(row.started_at),
         finished_at=as_utc(row.finished_at),
+        content_hash=row.content_hash,
     )
 
 
@@ -158,6 +160,18 @@ def campaigns_of(engine: Engine, issue_number: int) -> list[Campaign]:
     return [_campaign(r) for r in rows]
 
 
+def sent_fingerprints(engine: Engine) -> dict[int, str]:
+    """issue number -> the content fingerprint its first campaign recorded (the first
+    send is what readers got; campaigns from before migration 0011 have none)."""
+    with reading(engine) as conn:
+        rows = conn.execute(
+            sa.select(campaigns.c.issue_number, campaigns.c.content_hash)
+            .where(campaigns.c.content_hash.is_not(None))
+            .order_by(campaigns.c.id.desc())
+        ).all()
+    return {r.issue_number: r.content_hash for r in rows}  # the oldest wins: it comes last
+
+
 def start_campaign(
     engine: Engine,
     issue_number: int,
@@ -167,6 +181,7 @@ def start_campaign(
     subject: str,
     content_commit: str,
     holder: str,
+    content_hash: str | None = None,
 ) -> Campaign:
     """Create or resume the campaign and hold it; SendError while another sender holds it."""
     now = utcnow()
@@ -183,6 +198,7 @@ def start_campaign(
                 provider=provider,
                 subject=subject[:500],
                 content_commit=content_commit[:64],
+                content_hash=content_hash,
                 state="sending",
                 holder=holder,
                 heartbeat=now,

@@ -154,6 +154,8 @@ campaigns = sa.Table(
     sa.Column("provider", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(500), nullable=False, server_default=""),
     sa.Column("content_commit", sa.String(64), nullable=False, server_default="unknown"),
+    # Migration 0011: the fingerprint of what was sent (content.fingerprint), NULL before.
+    sa.Column("content_hash", sa.Text),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("pause_reason", sa.String(500)),
     sa.Column("pause_kind", sa.String(16)),

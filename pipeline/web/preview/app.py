@@ -21,6 +21,7 @@ ROUTES = [
     Route("/issues/{ref}/email.html", pages.email_html),
     Route("/issues/{ref}/email.txt", pages.email_text),
     Route("/events", live.events),
+    Route("/assets/{path:path}", pages.asset),
 ]
 
 

@@ -12,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from pipeline.web.preview.state import PreviewState, state_of
 
-WATCHED = ("glossary", "museum", "issues", "templates")
+WATCHED = ("glossary", "museum", "issues", "templates", "assets")
 STREAM_SECONDS = 15.0  # an event stream ends now and then; the browser reconnects by itself
 
 

@@ -17,6 +17,7 @@ from pipeline.config import Settings
 from pipeline.content.library import Issue
 from pipeline.errors import BriefError, ContentError
 from pipeline.render.issue import personalise
+from pipeline.render.site import asset_pages
 from pipeline.send.message import sample_values
 from pipeline.web.preview.state import state_of
 
@@ -129,7 +130,18 @@ def email_html(request: Request) -> Response:
         return HTMLResponse(f"<!doctype html><body>{_error(exc)}</body>", status_code=500)
 
     out, _ = personalise(rendered, sample_values(state.settings, READERS[_reader(request)]))
-    return HTMLResponse(out)
+    # The mail points at the published assets (base_url); the preview shows the files in
+    # the working tree, served below, so a new image shows before it is published.
+    base = state.settings.newsletter.base_url.rstrip("/")
+    return HTMLResponse(out.replace(f'="{base}/assets/', '="/assets/'))
+
+
+def asset(request: Request) -> Response:
+    """GET /assets/{path}: a file of the working tree's ``assets/`` (looked up, never joined)."""
+    found = asset_pages(state_of(request).settings).get(request.url.path)
+    if found is None:
+        return PlainTextResponse("not found", status_code=404)
+    return Response(found.render(), media_type=found.content_type)
 
 
 def email_text(request: Request) -> Response:

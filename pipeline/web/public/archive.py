@@ -11,9 +11,22 @@ from starlette.responses import RedirectResponse, Response
 
 from pipeline.errors import BriefError
 from pipeline.render.site import pages
+from pipeline.send.edits import edits_after_sending
 from pipeline.web.public.context import state_of
 
 log = logging.getLogger("brief.web")
+
+
+def _pages(s) -> dict:
+    """The archive's pages, sent issues edited since marked as such. The marks come from
+    the store; if it cannot be read, the pages are served without them."""
+    library = s.library()
+    try:
+        edits = edits_after_sending(s.engine, library, s.settings)
+    except Exception as exc:  # the archive must not go down with the database
+        log.warning("edits after sending not shown: %s", type(exc).__name__)
+        edits = {}
+    return pages(library, s.settings, edits)
 
 
 async def archive_page(request: Request) -> Response:
@@ -21,7 +34,7 @@ async def archive_page(request: Request) -> Response:
     s = state_of(request)
     path = request.url.path
     try:
-        site = await run_in_threadpool(lambda: pages(s.library(), s.settings))
+        site = await run_in_threadpool(lambda: _pages(s))
     except BriefError:
         log.exception("the archive cannot be built from the content")
         return s.message("Back soon", "The archive is being updated.", status=503)
