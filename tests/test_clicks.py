@@ -393,3 +393,21 @@ def test_brief_tracking_rollup_rolls_up_and_says_so(project, brief, store_url):
             assert conn.execute(sa.select(sa.func.count()).select_from(clicks)).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def test_networks_are_kept_truncated_and_scanner_networks_are_machine():
+    from pipeline.web.public.scanners import classify, truncate
+
+    assert truncate("203.0.113.77") == "203.0.113.0/24"
+    assert truncate("2001:db8:abcd:12::1") == "2001:db8:abcd::/48"
+    assert truncate("::ffff:198.51.100.9") == "198.51.100.0/24"
+    assert truncate("testclient") is None
+    now = datetime.now(UTC)
+    common = {"kind": "click", "method": "GET", "headers": {}, "at": now, "sent_at": None}
+    assert classify(user_agent=BROWSER, network="198.51.100.0/24", **common) == ()
+    assert classify(user_agent=BROWSER, network="205.139.110.0/24", **common) == (
+        "scanner-network",
+    )
+    assert classify(user_agent="", network=None, **common) == ("no-ua",)
+    opened = {**common, "kind": "open"}
+    assert classify(user_agent=BROWSER, network="17.58.1.0/24", **opened) == ("apple-mpp",)
