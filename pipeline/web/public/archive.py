@@ -4,6 +4,7 @@ as the static build), rebuilt when the content changes."""
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -15,18 +16,30 @@ from pipeline.send.edits import edits_after_sending
 from pipeline.web.public.context import state_of
 
 log = logging.getLogger("brief.web")
+# How long the pages (and their "updated on" marks) are kept while the content is the
+# same: the marks also change when a send records its fingerprint, which the content's
+# files do not show.
+PAGES_FOR_SECONDS = 60.0
 
 
 def _pages(s) -> dict:
-    """The archive's pages, sent issues edited since marked as such. The marks come from
-    the store; if it cannot be read, the pages are served without them."""
+    """The archive's pages, sent issues edited since marked as such; kept while the
+    content is the same (a new Library) and for at most PAGES_FOR_SECONDS, so a request
+    neither reads the store nor hashes files. The marks come from the store; if it
+    cannot be read, the pages are served without them."""
     library = s.library()
+    kept = s.archive_pages
+    now = time.monotonic()
+    if kept is not None and kept[0] is library and now - kept[1] < PAGES_FOR_SECONDS:
+        return kept[2]
     try:
         edits = edits_after_sending(s.engine, library, s.settings)
     except Exception as exc:  # the archive must not go down with the database
         log.warning("edits after sending not shown: %s", type(exc).__name__)
         edits = {}
-    return pages(library, s.settings, edits)
+    site = pages(library, s.settings, edits)
+    s.archive_pages = (library, now, site)
+    return site
 
 
 async def archive_page(request: Request) -> Response:

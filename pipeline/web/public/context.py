@@ -56,6 +56,8 @@ class PublicState:
     wake: asyncio.Event | None = None
     # The ClickRecorder (web/public/clicks): the click queue and the links' cache.
     clicks: Any = None
+    # The archive's pages for one Library: (library, monotonic time, pages) (web/public/archive).
+    archive_pages: tuple[Library, float, dict] | None = None
 
     def kick(self) -> None:
         """Tell the background sender there is mail in the queue (when one runs)."""
