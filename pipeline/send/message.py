@@ -288,6 +288,8 @@ class MessageFactory:
         self.list_name = list_name or nl.default_list
         self.issue_label = f"{int(rendered.issue_number):03d}"
         self._unsub_prefix = f"{self.base_url}/unsubscribe/"
+        # A test copy or confirmation is no issue a reader leaves from: no attribution.
+        self._issue_query = "" if transactional else issue_query(int(rendered.issue_number))
         # The mailto alternative only when a mailbox reads it ([bounces]).
         self._mailto_address = settings.bounces.unsubscribe_address
         self._html = _part(rendered.html)
@@ -359,7 +361,8 @@ class MessageFactory:
         if not self._mailto_address:
             return None
         token = (
-            unsubscribe_url[len(self._unsub_prefix) :]
+            # Without the link's "?i=NNN": the mailbox reads the token alone.
+            unsubscribe_url[len(self._unsub_prefix) :].partition("?")[0]
             if unsubscribe_url.startswith(self._unsub_prefix)
             else ""
         )
@@ -444,12 +447,24 @@ class MessageFactory:
     def for_recipient(self, key: str, recipient: Any) -> OutgoingMessage:
         """Build from a store ``Recipient`` (email, name and link tokens)."""
         return self.build(
-            key, recipient.email, recipient.name, recipient_values(self.settings, recipient)
+            key,
+            recipient.email,
+            recipient.name,
+            recipient_values(self.settings, recipient, self._issue_query),
         )
 
 
-def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
-    """The placeholder values of one store ``Recipient``: name and personal links."""
+def issue_query(issue_number: int | None) -> str:
+    """The ``?i=NNN`` an issue's unsubscribe and preferences links carry, so an
+    unsubscribe through them is attributed to that issue in its report. It is not
+    signed: it only attributes that person's own unsubscribe (their token is the proof),
+    so at worst someone misattributes their own leaving."""
+    return f"?i={int(issue_number)}" if issue_number is not None else ""
+
+
+def recipient_values(settings: Settings, recipient: Any, query: str = "") -> dict[str, str]:
+    """The placeholder values of one store ``Recipient``: name and personal links;
+    ``query``: ``issue_query(n)`` for the links of issue n (attribution)."""
     base = settings.newsletter.base_url
     # Minted here, not through the Recipient's cached properties: on Python 3.11 every
     # cached_property holds one lock for all instances, so four send workers queued on
@@ -460,8 +475,11 @@ def recipient_values(settings: Settings, recipient: Any) -> dict[str, str]:
         "name": name,
         "greeting": settings.newsletter.greet(name),
         "unsubscribe_url": f"{base}/unsubscribe/"
-        + unsubscribe_token(r.token_key, r.membership_id, r.consent_seq),
-        "preferences_url": f"{base}/preferences/" + preferences_token(r.token_key, r.subscriber_id),
+        + unsubscribe_token(r.token_key, r.membership_id, r.consent_seq)
+        + query,
+        "preferences_url": f"{base}/preferences/"
+        + preferences_token(r.token_key, r.subscriber_id)
+        + query,
     }
 
 
