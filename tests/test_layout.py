@@ -28,9 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"content"},
     "send": {"content", "render", "store", "providers"},
     "webhooks": {"store", "providers"},
+    "report": {"store"},
     "bounces": {"store", "webhooks"},
     "daemon": {"content", "send", "store", "bounces"},
-    "web": {"content", "render", "send", "store", "webhooks"},
+    "web": {"content", "render", "send", "store", "webhooks", "report"},
     "demo": {"content", "render", "send", "store", "providers"},
     "cli": {
         "content",
@@ -43,6 +44,7 @@ ALLOWED: dict[str, set[str]] = {
         "daemon",
         "web",
         "demo",
+        "report",
     },
     "__main__": {"cli"},
 }

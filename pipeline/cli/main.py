@@ -39,6 +39,9 @@ LAZY: dict[str, tuple[str, str]] = {
     "site": ("pipeline.cli.web:site", "Build the static web archive."),
     "demo": ("pipeline.cli.demo:demo", "Run the whole main job on embedded defaults."),
     "bounces": ("pipeline.cli.bounces:bounces", "Read the bounce mailbox (or an mbox file)."),
+    "report": ("pipeline.cli.report:report", "How an issue did (or every sent issue)."),
+    "growth": ("pipeline.cli.report:growth", "Subscriber growth per day, week or month."),
+    "dashboard": ("pipeline.cli.report:dashboard", "Serve the report dashboard on loopback."),
 }
 
 

@@ -290,6 +290,10 @@ def growth_events(engine: Engine, until: datetime | None = None) -> Iterator[Gro
                 e.kind.in_(("bounced", "complained")),
                 memberships.c.confirmed_at.is_not(None),
                 memberships.c.confirmed_at <= e.at,
+                # Someone who had already left the list is not lost to it again.
+                sa.or_(
+                    memberships.c.unsubscribed_at.is_(None), memberships.c.unsubscribed_at > e.at
+                ),
             )
             .where(e.at <= until if until is not None else sa.true())
             .order_by(e.at, e.id)

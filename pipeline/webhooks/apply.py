@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 
 from pipeline.errors import StoreError
 from pipeline.store import webhook_events as store
-from pipeline.store.reports import issue_for_delivery
 from pipeline.store.normalise import hash_normalised, normalise_email
+from pipeline.store.reports import issue_for_delivery
 from pipeline.webhooks.common import Event
 
 log = logging.getLogger("brief.webhooks")
