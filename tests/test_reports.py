@@ -6,145 +6,19 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from pipeline.store import add_subscriber, audience
-from pipeline.store.events import log_event
 from pipeline.store.schema import (
-    campaigns,
-    clicks,
-    deliveries,
     events,
-    link_counts,
-    links,
     memberships,
     subscribers,
 )
-from pipeline.store.webhook_events import SOFT_BOUNCE_DETAIL
-
-ISSUE = 7
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-T0 = datetime(2026, 11, 4, 15, 0, tzinfo=UTC)
-
-
-def _people(engine, count: int) -> list[int]:
-    ids = []
-    for n in range(1, count + 1):
-        add_subscriber(engine, f"reader{n}@example.com", f"R{n}", confirmed=True, source="test")
-    with engine.connect() as conn:
-        ids = list(conn.execute(sa.select(subscribers.c.id).order_by(subscribers.c.id)).scalars())
-    return ids
-
-
-def _campaign(conn, issue: int, states: list[tuple[int, str, bool, str | None]]) -> None:
-    """A campaign of ``issue`` with one delivery per (subscriber, state, permanent, provider id)."""
-    cid = conn.execute(
-        campaigns.insert()
-        .values(
-            issue_number=issue,
-            list_name="main",
-            provider="outbox",
-            subject=f"Issue {issue}",
-            state="sent",
-            created_at=T0,
-            started_at=T0,
-        )
-        .returning(campaigns.c.id)
-    ).scalar_one()
-    for sid, state, permanent, provider_id in states:
-        conn.execute(
-            deliveries.insert().values(
-                campaign_id=cid,
-                issue_number=issue,
-                subscriber_id=sid,
-                state=state,
-                permanent=permanent,
-                provider_id=provider_id,
-                created_at=T0,
-                updated_at=T0,
-            )
-        )
-
-
-def _click(conn, sid, link_id, *, machine=False, kind="click", issue=ISSUE):
-    conn.execute(
-        clicks.insert().values(
-            issue_number=issue,
-            link_id=link_id,
-            kind=kind,
-            subscriber_id=sid,
-            at=T0 + timedelta(hours=1),
-            machine=machine,
-            reasons="scanner" if machine else "",
-        )
-    )
-
-
-@pytest.fixture
-def seeded(store):
-    """Issue 7 to ten people: 6 sent, 2 failed (1 permanently), 1 unknown, 1 waiting;
-    bounces, a complaint, an unsubscribe, clicks and opens, and rolled-up old clicks."""
-    s = _people(store, 10)
-    with store.begin() as conn:
-        _campaign(
-            conn,
-            ISSUE,
-            [(sid, "sent", False, f"pm-{sid}") for sid in s[:6]]
-            + [(s[6], "failed", True, None), (s[7], "failed", False, None)]
-            + [(s[8], "unknown", False, None), (s[9], "pending", False, None)],
-        )
-        _campaign(conn, 8, [(s[0], "sent", False, None)])
-        hard = "suppressed: hard_bounce; 550 no such user"
-        log_event(conn, s[0], None, "bounced", "webhook:postmark", hard, issue_number=ISSUE)
-        # An old row, from before soft and hard were told apart this way, reads as hard.
-        log_event(conn, s[5], None, "bounced", "cli", "suppressed: bounced", issue_number=ISSUE)
-        for _ in range(2):  # the same person soft-bounced twice: one person
-            log_event(conn, s[1], None, "bounced", "webhook:x", SOFT_BOUNCE_DETAIL, issue_number=7)
-        log_event(
-            conn, s[2], None, "complained", "webhook:x", "suppressed: complaint", issue_number=7
-        )
-        # One unsubscribe "from everything" logs per list and once more: one person.
-        log_event(conn, s[3], 1, "unsubscribed", "web:unsubscribe", "list main", issue_number=7)
-        log_event(conn, s[3], None, "unsubscribed", "web:unsubscribe", "all lists", issue_number=7)
-        # Other issues' and unattributed events count nowhere here.
-        log_event(
-            conn, s[4], None, "complained", "webhook:x", "suppressed: complaint", issue_number=8
-        )
-        log_event(conn, s[4], 1, "unsubscribed", "cli", "list main")
-        conn.execute(
-            links.insert(),
-            [
-                {
-                    "issue_number": ISSUE,
-                    "link_id": 1,
-                    "url": "https://a.example/",
-                    "text": "Read A",
-                },
-                {"issue_number": ISSUE, "link_id": 2, "url": "https://b.example/", "text": "B"},
-            ],
-        )
-        _click(conn, s[0], 1)
-        _click(conn, s[0], 1)
-        _click(conn, s[1], 1)
-        _click(conn, s[1], 2)
-        _click(conn, s[4], 2, machine=True)
-        _click(conn, s[5], 1, machine=True)
-        _click(conn, s[2], 1, issue=8)  # another issue's click
-        _click(conn, s[0], None, kind="open")
-        _click(conn, s[4], None, kind="open", machine=True)
-        rolled = {"human": 3, "machine": 4, "human_people": 2, "rolled_at": T0}
-        conn.execute(
-            link_counts.insert(),
-            [
-                {"issue_number": ISSUE, "link_id": 0, "kind": "click", **rolled},
-                {"issue_number": ISSUE, "link_id": 1, "kind": "click", **rolled},
-            ],
-        )
-    return store, s
+from tests.fixtures_reports import FORM, ISSUE, seed_campaign, seed_people
 
 
 def test_issue_report_figures_are_exact_for_a_seeded_ledger(seeded):
@@ -170,9 +44,9 @@ def test_issue_report_figures_are_exact_for_a_seeded_ledger(seeded):
 def test_report_without_tracked_opens_says_none_not_zero(store):
     from pipeline.report.figures import issue_report
 
-    s = _people(store, 1)
+    s = seed_people(store, 1)
     with store.begin() as conn:
-        _campaign(conn, 3, [(s[0], "sent", False, None)])
+        seed_campaign(conn, 3, [(s[0], "sent", False, None)])
     r = issue_report(store, 3)
     assert (r.opens, r.openers, r.machine_opens) == (None, None, None)
     assert (r.delivered, r.human_clickers, r.click_rate) == (1, 0, 0.0)
@@ -240,9 +114,9 @@ def test_one_click_unsubscribe_from_an_issue_is_attributed_to_it(
 ):
     from pipeline.report.figures import issue_report
 
-    s = _people(store, 2)
+    s = seed_people(store, 2)
     with store.begin() as conn:
-        _campaign(conn, ISSUE, [(sid, "sent", False, None) for sid in s])
+        seed_campaign(conn, ISSUE, [(sid, "sent", False, None) for sid in s])
     unsub, prefs, raw = _issue_links(store_settings, store, ISSUE)
     assert unsub.endswith("?i=7") and prefs.endswith("?i=7")
     assert f"List-Unsubscribe: <{unsub}>" in raw
@@ -256,7 +130,7 @@ def test_one_click_unsubscribe_from_an_issue_is_attributed_to_it(
 def test_an_old_unsubscribe_link_without_the_issue_still_works_unattributed(
     store_client, store, store_settings
 ):
-    _people(store, 1)
+    seed_people(store, 1)
     unsub, _, _ = _issue_links(store_settings, store, ISSUE)
     old = unsub[len(store_settings.newsletter.base_url) :].partition("?")[0]
     assert store_client.get(old).status_code == 200
@@ -268,7 +142,7 @@ def test_an_old_unsubscribe_link_without_the_issue_still_works_unattributed(
 def test_a_mangled_issue_in_the_link_unsubscribes_but_attributes_nothing(
     store_client, store, store_settings
 ):
-    _people(store, 1)
+    seed_people(store, 1)
     unsub, _, _ = _issue_links(store_settings, store, ISSUE)
     path = unsub[len(store_settings.newsletter.base_url) :].partition("?")[0]
     response = store_client.post(
@@ -279,7 +153,7 @@ def test_a_mangled_issue_in_the_link_unsubscribes_but_attributes_nothing(
 
 
 def test_leaving_a_list_on_the_preferences_page_is_attributed(store_client, store, store_settings):
-    _people(store, 1)
+    seed_people(store, 1)
     _, prefs, _ = _issue_links(store_settings, store, ISSUE)
     path = prefs[len(store_settings.newsletter.base_url) :]
     page = store_client.get(path)
@@ -294,7 +168,7 @@ def test_leaving_a_list_on_the_preferences_page_is_attributed(store_client, stor
 def test_the_mailto_unsubscribe_subject_carries_the_token_alone(store, store_settings):
     from dataclasses import replace
 
-    _people(store, 1)
+    seed_people(store, 1)
     settings = replace(
         store_settings,
         bounces=replace(store_settings.bounces, unsubscribe_address="leave@brief.example.com"),
@@ -327,9 +201,9 @@ def test_a_signed_complaint_webhook_is_attributed_by_its_delivery_key(store_clie
     from pipeline.providers.resend import KEY_FIELD, tag_value
     from pipeline.report.figures import issue_report
 
-    s = _people(store, 2)
+    s = seed_people(store, 2)
     with store.begin() as conn:
-        _campaign(conn, ISSUE, [(sid, "sent", False, None) for sid in s])
+        seed_campaign(conn, ISSUE, [(sid, "sent", False, None) for sid in s])
     key = f"issue-007.subscriber-{s[1]}"
     complaint = {
         "type": "email.complained",
@@ -350,9 +224,9 @@ def test_a_postmark_hard_bounce_is_attributed_by_the_provider_message_id(store_c
 
     from pipeline.report.figures import issue_report
 
-    s = _people(store, 1)
+    s = seed_people(store, 1)
     with store.begin() as conn:
-        _campaign(conn, ISSUE, [(s[0], "sent", False, "pm-0001")])
+        seed_campaign(conn, ISSUE, [(s[0], "sent", False, "pm-0001")])
     auth = base64.b64encode(b"postmark-hook:pm-9f3c2a71e0").decode()
     bounce = {
         "RecordType": "Bounce",
@@ -441,15 +315,6 @@ def test_growth_buckets_in_the_newsletter_zone(store):
 
 
 # -- the CLI ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli_store(brief, project, store_url):
-    """The ``brief`` command pointed at the parametrised store."""
-    from tests.fixtures_send import set_keys
-
-    set_keys(project, "database", url=f'"{store_url}"')
-    return brief
 
 
 def test_report_cli_json_shape(cli_store, seeded):

@@ -10,6 +10,7 @@ page: no JavaScript, nothing inline that the CSP would refuse.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 
@@ -75,7 +76,8 @@ def chart_css() -> str:
     for n in range(len(_COLOURS)):
         chart.add(str(n), [n])
     found = _STYLE.search(chart.render(is_unicode=True))
-    css = found.group(1) if found else ""
+    # Read out of the serialised SVG: "a > b" comes escaped as "a &gt; b".
+    css = html.unescape(found.group(1)) if found else ""
     # Scoped to the charts, so pygal's ".title" or ".background" leave the page alone;
     # the rule pygal writes for "#chart-id" with no prefix is bare "{...}".
     rules = []
