@@ -188,26 +188,39 @@ def issue_counts(engine: Engine, issue_number: int) -> IssueCounts | None:
             ).all()
         )
 
-        # Per link, per kind, human or machine: all from ix_clicks_report.
+        # Per link, per kind, human or machine: clicks and people. Grouped twice rather
+        # than COUNT(DISTINCT), which PostgreSQL sorts for; the inner grouping walks
+        # ix_clicks_report in its own order (1M clicks in well under a second).
         c = clicks.c
+        per_person = (
+            sa.select(c.kind, c.machine, c.link_id, c.subscriber_id, sa.func.count().label("n"))
+            .where(c.issue_number == n)
+            .group_by(c.kind, c.machine, c.link_id, c.subscriber_id)
+            .subquery()
+        )
+        p = per_person.c
         live: dict[tuple[str, bool, int | None], tuple[int, int]] = {}
         for kind, machine, link_id, total, people in conn.execute(
             sa.select(
-                c.kind,
-                c.machine,
-                c.link_id,
-                sa.func.count(),
-                sa.func.count(sa.distinct(c.subscriber_id)),
-            )
-            .where(c.issue_number == n)
-            .group_by(c.kind, c.machine, c.link_id)
+                p.kind,
+                p.machine,
+                p.link_id,
+                sa.func.sum(p.n),
+                sa.func.count(p.subscriber_id),  # an erased person's NULL is nobody
+            ).group_by(p.kind, p.machine, p.link_id)
         ):
             live[(kind, bool(machine), link_id)] = (int(total), int(people))
+        people_of = (
+            sa.select(c.kind, c.subscriber_id)
+            .where(c.issue_number == n, c.machine.is_(False))
+            .group_by(c.kind, c.subscriber_id)
+            .subquery()
+        )
         unique_people: dict[str, int] = dict(
             conn.execute(
-                sa.select(c.kind, sa.func.count(sa.distinct(c.subscriber_id)))
-                .where(c.issue_number == n, c.machine.is_(False))
-                .group_by(c.kind)
+                sa.select(people_of.c.kind, sa.func.count(people_of.c.subscriber_id)).group_by(
+                    people_of.c.kind
+                )
             ).all()
         )
         rolled: dict[tuple[str, int], tuple[int, int, int]] = {
