@@ -93,7 +93,7 @@ def issue_of(request: Request) -> int | None:
     """The issue a link came in (``?i=NNN``, see send/message ``issue_query``), or None
     for an old link without it or anything that is not a plain issue number."""
     raw = request.query_params.get("i", "")
-    if raw.isascii() and raw.isdigit() and 0 < len(raw) <= 6:
+    if raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) > 0:
         return int(raw)
     return None
 
