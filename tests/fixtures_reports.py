@@ -27,7 +27,9 @@ def seed_people(engine, count: int) -> list[int]:
     return ids
 
 
-def seed_campaign(conn, issue: int, states: list[tuple[int, str, bool, str | None]]) -> None:
+def seed_campaign(
+    conn, issue: int, states: list[tuple[int, str, bool, str | None]], at: datetime = T0
+) -> None:
     """A campaign of ``issue`` with one delivery per (subscriber, state, permanent, provider id)."""
     cid = conn.execute(
         campaigns.insert()
@@ -37,8 +39,8 @@ def seed_campaign(conn, issue: int, states: list[tuple[int, str, bool, str | Non
             provider="outbox",
             subject=f"Issue {issue}",
             state="sent",
-            created_at=T0,
-            started_at=T0,
+            created_at=at,
+            started_at=at,
         )
         .returning(campaigns.c.id)
     ).scalar_one()

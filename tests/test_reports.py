@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -312,6 +312,37 @@ def test_growth_buckets_in_the_newsletter_zone(store):
     ]
     months = growth(store, tz, Period.MONTH, since=datetime(2026, 3, 5).date())
     assert [(r.list_name, r.net, r.total) for r in months] == [("main", 2, 2), ("weekly", 1, 1)]
+
+
+def test_net_growth_per_issue_runs_from_one_send_to_the_next(store):
+    from pipeline.report.growth import net_per_issue
+    from pipeline.store import unsubscribe_by_address
+
+    first, second = (
+        datetime(2026, 3, 4, 13, 0, tzinfo=UTC),
+        datetime(2026, 3, 18, 13, 0, tzinfo=UTC),
+    )
+    for n, when in enumerate(
+        [
+            first - timedelta(days=1),
+            first + timedelta(days=1),
+            first + timedelta(days=2),
+            second + timedelta(hours=1),
+        ],
+        start=1,
+    ):
+        add_subscriber(store, f"n{n}@example.com", None, confirmed=True, source="test")
+        _at(store, f"n{n}@example.com", when)
+    unsubscribe_by_address(store, "n1@example.com", list_name="main", source="test")
+    with store.begin() as conn:
+        conn.execute(
+            events.update()
+            .where(events.c.kind == "unsubscribed")
+            .values(at=second + timedelta(days=1))
+        )
+    # Before the first issue: counted nowhere; two joined after 001; 002 gained one, lost one.
+    assert net_per_issue(store, [(1, first), (2, second)]) == [2, 0]
+    assert net_per_issue(store, [(1, None), (2, second)]) == [0, 0]
 
 
 # -- the CLI ----------------------------------------------------------------------------------

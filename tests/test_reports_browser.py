@@ -29,7 +29,7 @@ def test_dashboard_pages_draw_their_charts_within_the_csp(chromium, seeded, stor
             response = page.goto(f"{base}/")
             assert response is not None
             assert "default-src 'self'" in response.headers["content-security-policy"]
-            for chart in ("subscribers", "growth", "lost", "click-rate"):
+            for chart in ("subscribers", "growth", "net-per-issue", "lost", "click-rate"):
                 assert page.locator(f"#{chart} svg.pygal-chart").count() == 1
             assert page.locator("figure.links svg.pygal-chart").count() == 2  # issues 8 and 7
             # The linked stylesheet applied: the chart's background is white, not the

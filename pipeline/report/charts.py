@@ -107,13 +107,21 @@ def click_rate_chart(reports: Sequence[IssueReport]) -> str:
     return _render(chart)
 
 
-def net_per_issue_chart(reports: Sequence[IssueReport]) -> str:
+def lost_per_issue_chart(reports: Sequence[IssueReport]) -> str:
     """What each issue cost in readers: unsubscribes, complaints and hard bounces."""
     chart = pygal.StackedBar(**_config(title="Readers lost per issue"))
     chart.x_labels = [r.label for r in reports]
     chart.add("unsubscribed", [r.unsubscribes for r in reports])
     chart.add("complained", [r.complaints for r in reports])
     chart.add("hard bounced", [r.hard_bounces for r in reports])
+    return _render(chart)
+
+
+def net_per_issue_chart(reports: Sequence[IssueReport], nets: Sequence[int]) -> str:
+    """Net growth from each issue to the next (confirmed minus everyone who left)."""
+    chart = pygal.Bar(**_config(title="Net growth per issue", show_legend=False))
+    chart.x_labels = [r.label for r in reports]
+    chart.add("net", list(nets))
     return _render(chart)
 
 

@@ -41,6 +41,24 @@ class GrowthRow:
         return {**asdict(self), "period": self.period.isoformat()}
 
 
+def net_per_issue(engine: Engine, sent: list[tuple[int, datetime | None]]) -> list[int]:
+    """Net growth (all lists) from each issue's send to the next one's (to now for the
+    last): confirmed minus unsubscribed and lost. ``sent``: (issue, sent_at), oldest
+    first; an issue that never started counts 0. Events before the first issue count
+    nowhere."""
+    starts = [at for _, at in sent]
+    nets = [0] * len(sent)
+    for event in growth_events(engine):
+        # The last issue sent at or before the event.
+        owner = None
+        for i, at in enumerate(starts):
+            if at is not None and at <= event.at:
+                owner = i
+        if owner is not None:
+            nets[owner] += 1 if event.kind == "confirmed" else -1
+    return nets
+
+
 def bucket(at: datetime, tz: ZoneInfo, by: Period) -> date:
     """The first day of the period ``at`` falls in, on the calendar of ``tz``."""
     day = at.astimezone(tz).date()

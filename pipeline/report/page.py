@@ -50,6 +50,7 @@ a burst; machine clicks are counted apart. Opens, when measured, are inflated by
 Mail Privacy Protection.</p>
 <figure class="chart" id="subscribers">{{ subscribers | safe }}</figure>
 <figure class="chart" id="growth">{{ growth | safe }}</figure>
+<figure class="chart" id="net-per-issue">{{ net_per_issue | safe }}</figure>
 <figure class="chart" id="lost">{{ lost | safe }}</figure>
 <figure class="chart" id="click-rate">{{ click_rate | safe }}</figure>
 <h2>Issues</h2>
@@ -124,12 +125,14 @@ class Pages:
         newsletter: str,
         reports: Sequence[IssueReport],
         growth: Sequence[GrowthRow],
+        nets: Sequence[int],
         *,
         css_href: str = "/charts.css",
         last: int = 3,
     ) -> str:
-        """The dashboard's first page: growth, losses and click rate, then the top links
-        of the ``last`` issues."""
+        """The dashboard's first page: growth (per period, and ``nets`` per issue, see
+        ``growth.net_per_issue``), losses and click rate, then the top links of the
+        ``last`` issues."""
         return self.env.get_template("overview").render(
             title=f"{newsletter}: the numbers",
             css_href=css_href,
@@ -139,7 +142,8 @@ class Pages:
             spark=sparkline([r.click_rate for r in reports]),
             subscribers=charts.subscribers_chart(growth),
             growth=charts.net_growth_chart(growth),
-            lost=charts.net_per_issue_chart(reports),
+            net_per_issue=charts.net_per_issue_chart(reports, nets),
+            lost=charts.lost_per_issue_chart(reports),
             click_rate=charts.click_rate_chart(reports),
             top_links=[(r, charts.links_chart(r)) for r in list(reports)[-last:][::-1]],
         )

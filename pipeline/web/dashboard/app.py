@@ -20,7 +20,7 @@ from starlette.routing import Route
 from pipeline.config import Settings
 from pipeline.errors import NotFound
 from pipeline.report.figures import all_reports, issue_report
-from pipeline.report.growth import Period, growth
+from pipeline.report.growth import Period, growth, net_per_issue
 from pipeline.report.page import Pages, stylesheet
 from pipeline.web.security import CatchAll, SecurityHeaders
 
@@ -45,7 +45,8 @@ def _state(request: Request) -> DashboardState:
 def _overview_html(s: DashboardState) -> str:
     reports = all_reports(s.engine)
     rows = growth(s.engine, s.settings.schedule.timezone, Period.WEEK)
-    return s.pages.overview(s.settings.newsletter.name, reports, rows)
+    nets = net_per_issue(s.engine, [(r.issue_number, r.sent_at) for r in reports])
+    return s.pages.overview(s.settings.newsletter.name, reports, rows, nets)
 
 
 async def overview(request: Request) -> Response:
