@@ -401,3 +401,10 @@ def test_growth_cli_json_shape(cli_store, store):
     [row] = json.loads(out.out)
     assert set(row) == {"list_name", "period", "confirmed", "unsubscribed", "lost", "net", "total"}
     assert (row["list_name"], row["confirmed"], row["net"], row["total"]) == ("main", 1, 1, 1)
+
+
+def test_dashboard_command_offers_a_port_but_no_host(cli_store):
+    out = cli_store("dashboard", "--help")
+    assert out.code == 0 and "--port" in out.out
+    # Loopback only: the numbers are the operator's and there is no login.
+    assert "--host" not in out.out
