@@ -26,6 +26,7 @@ SMOKE_STEPS = {
         "send postgresql 5",
         "click postgresql 50/s",
     ),
+    "bench_report": ("report sqlite", "report postgresql"),
     "bench_send": (
         "smtp-sink sqlite 40",
         "aiosmtpd postgresql 40",

@@ -28,10 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"content"},
     "send": {"content", "render", "store", "providers"},
     "webhooks": {"store", "providers"},
+    "report": {"store"},
     "bounces": {"store", "webhooks"},
     # render: a finished send rebuilds the static archive ([site] rebuild_after_send).
     "daemon": {"content", "render", "send", "store", "bounces"},
-    "web": {"content", "render", "send", "store", "webhooks"},
+    "web": {"content", "render", "send", "store", "webhooks", "report"},
     "demo": {"content", "render", "send", "store", "providers"},
     "doctor": {"content", "render", "send", "store", "providers"},
     "cli": {
@@ -46,6 +47,7 @@ ALLOWED: dict[str, set[str]] = {
         "web",
         "demo",
         "doctor",
+        "report",
     },
     "__main__": {"cli"},
 }

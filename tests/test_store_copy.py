@@ -102,7 +102,7 @@ def _fill(url: str, people: int = 6) -> dict[str, Any]:
             subject="Issue 1",
             content_commit="abc",
             holder="host:1",
-            content_hash=f"{'0' * 64}  issues/001-2026-12-02.md",  # migration 0011
+            content_hash=f"{'0' * 64}  issues/001-2026-12-02.md",  # migration 0010
         )
         enqueue_audience(engine, campaign)
         remember_token(engine, "mailgun", "token-one")

@@ -43,6 +43,9 @@ LAZY: dict[str, tuple[str, str]] = {
     "bounces": ("pipeline.cli.bounces:bounces", "Read the bounce mailbox (or an mbox file)."),
     "tracking": ("pipeline.cli.tracking:tracking", "Roll old clicks up into per-link counts."),
     "doctor": ("pipeline.cli.doctor:doctor", "Check DNS, one-click, credentials and the issue."),
+    "report": ("pipeline.cli.report:report", "How an issue did (or every sent issue)."),
+    "growth": ("pipeline.cli.report:growth", "Subscriber growth per day, week or month."),
+    "dashboard": ("pipeline.cli.report:dashboard", "Serve the report dashboard on loopback."),
 }
 
 

@@ -307,6 +307,8 @@ class MessageFactory:
         self.list_name = list_name or nl.default_list
         self.issue_label = f"{int(rendered.issue_number):03d}"
         self._unsub_prefix = f"{self.base_url}/unsubscribe/"
+        # A test copy or confirmation is no issue a reader leaves from: no attribution.
+        self._issue_query = "" if transactional else issue_query(int(rendered.issue_number))
         # The mailto alternative only when a mailbox reads it ([bounces]).
         self._mailto_address = settings.bounces.unsubscribe_address
         # List mail only: a confirmation, a test copy or a sample records nothing, so its
@@ -385,7 +387,8 @@ class MessageFactory:
         if not self._mailto_address:
             return None
         token = (
-            unsubscribe_url[len(self._unsub_prefix) :]
+            # Without the link's "?i=NNN": the mailbox reads the token alone.
+            unsubscribe_url[len(self._unsub_prefix) :].partition("?")[0]
             if unsubscribe_url.startswith(self._unsub_prefix)
             else ""
         )
@@ -473,13 +476,26 @@ class MessageFactory:
             key,
             recipient.email,
             recipient.name,
-            recipient_values(self.settings, recipient, self.content.issue_number),
+            recipient_values(
+                self.settings, recipient, self.content.issue_number, self._issue_query
+            ),
         )
 
 
-def recipient_values(settings: Settings, recipient: Any, issue: int = 0) -> dict[str, str]:
+def issue_query(issue_number: int | None) -> str:
+    """The ``?i=NNN`` an issue's unsubscribe and preferences links carry, so an
+    unsubscribe through them is attributed to that issue in its report. It is not
+    signed: it only attributes that person's own unsubscribe (their token is the proof),
+    so at worst someone misattributes their own leaving."""
+    return f"?i={int(issue_number)}" if issue_number is not None else ""
+
+
+def recipient_values(
+    settings: Settings, recipient: Any, issue: int = 0, query: str = ""
+) -> dict[str, str]:
     """The placeholder values of one store ``Recipient``: name and personal links (and
-    the click token of ``issue``'s tracked links)."""
+    the click token of ``issue``'s tracked links); ``query``: ``issue_query(n)`` for the
+    links of issue n (attribution)."""
     base = settings.newsletter.base_url
     # Minted here, not through the Recipient's cached properties: on Python 3.11 every
     # cached_property holds one lock for all instances, so four send workers queued on
@@ -490,8 +506,11 @@ def recipient_values(settings: Settings, recipient: Any, issue: int = 0) -> dict
         "name": name,
         "greeting": settings.newsletter.greet(name),
         "unsubscribe_url": f"{base}/unsubscribe/"
-        + unsubscribe_token(r.token_key, r.membership_id, r.consent_seq),
-        "preferences_url": f"{base}/preferences/" + preferences_token(r.token_key, r.subscriber_id),
+        + unsubscribe_token(r.token_key, r.membership_id, r.consent_seq)
+        + query,
+        "preferences_url": f"{base}/preferences/"
+        + preferences_token(r.token_key, r.subscriber_id)
+        + query,
         "click_token": click_token(r.token_key, issue, r.subscriber_id),
     }
 

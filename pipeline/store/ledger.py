@@ -162,7 +162,7 @@ def campaigns_of(engine: Engine, issue_number: int) -> list[Campaign]:
 
 def sent_fingerprints(engine: Engine) -> dict[int, str]:
     """issue number -> the content fingerprint its first campaign recorded (the first
-    send is what readers got; campaigns from before migration 0011 have none)."""
+    send is what readers got; campaigns from before migration 0010 have none)."""
     with reading(engine) as conn:
         rows = conn.execute(
             sa.select(campaigns.c.issue_number, campaigns.c.content_hash)

@@ -154,7 +154,7 @@ campaigns = sa.Table(
     sa.Column("provider", sa.String(64), nullable=False),
     sa.Column("subject", sa.String(500), nullable=False, server_default=""),
     sa.Column("content_commit", sa.String(64), nullable=False, server_default="unknown"),
-    # Migration 0011: the fingerprint of what was sent (content.fingerprint), NULL before.
+    # Migration 0010: the fingerprint of what was sent (content.fingerprint), NULL before.
     sa.Column("content_hash", sa.Text),
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("pause_reason", sa.String(500)),
@@ -192,6 +192,8 @@ deliveries = sa.Table(
     sa.Column("sent_at", UTC_TIME),
     sa.UniqueConstraint("issue_number", "subscriber_id", name="uq_deliveries_issue_subscriber"),
     sa.Index("ix_deliveries_work", "campaign_id", "state", "subscriber_id"),
+    # Migration 0009: a provider's event names its message id; the report finds the issue.
+    sa.Index("ix_deliveries_provider_id", "provider_id"),
 )
 
 
@@ -324,6 +326,8 @@ clicks = sa.Table(
     sa.Index("ix_clicks_issue", "issue_number", "kind", "link_id", "subscriber_id"),
     sa.Index("ix_clicks_subscriber", "subscriber_id"),
     sa.Index("ix_clicks_at", "at"),
+    # Migration 0009: the report's counts from the index alone.
+    sa.Index("ix_clicks_report", "issue_number", "kind", "machine", "link_id", "subscriber_id"),
 )
 
 # Clicks older than keep_days, counted per link and deleted; link_id 0 holds the issue's

@@ -293,10 +293,15 @@ def confirm(engine: Engine, token: str, source: str = "link") -> TokenTarget:
 
 
 def unsubscribe_by_address(
-    engine: Engine, address: str, list_name: str | None = None, source: str = "cli"
+    engine: Engine,
+    address: str,
+    list_name: str | None = None,
+    source: str = "cli",
+    issue_number: int | None = None,
 ) -> int:
     """Unsubscribe an address from ``list_name``, or from every list (and suppress it)
-    when None; returns memberships changed. NotFound for an unknown address."""
+    when None; returns memberships changed. NotFound for an unknown address.
+    ``issue_number``: the issue whose link led here, for its report (attribution)."""
     source = clean_source(source, "cli")
     with transaction(engine) as conn:
         address = normalise_email(address)
@@ -304,17 +309,21 @@ def unsubscribe_by_address(
         if person is None:
             raise NotFound(f"no subscriber {address}")
         list_id = list_id_conn(conn, list_name) if list_name else None
-        return _unsubscribe_conn(conn, person.id, address, list_id, source)
+        return _unsubscribe_conn(conn, person.id, address, list_id, source, issue_number)
 
 
 def unsubscribe_by_token(
-    engine: Engine, token: str, source: str = "link", accept_stale: bool = False
+    engine: Engine,
+    token: str,
+    source: str = "link",
+    accept_stale: bool = False,
+    issue_number: int | None = None,
 ) -> int:
     """Unsubscribe with an unsubscribe link's token (its list, or every list for an
     unsubscribe-all token); returns memberships changed. A token minted before the
     person's latest subscription raises ``TokenError`` unless ``accept_stale`` (the
     person confirmed the question, or a one-click POST: unsubscribing is the safe
-    direction)."""
+    direction). ``issue_number``: the issue the link came in, when it said so."""
     source = clean_source(source, "link")
     with transaction(engine) as conn:
         target = resolve_conn(conn, token, "unsubscribe")
@@ -324,11 +333,18 @@ def unsubscribe_by_token(
                 "ask the person to confirm before unsubscribing"
             )
         list_id = target.list_id if target.scope == "list" else None
-        return _unsubscribe_conn(conn, target.subscriber_id, target.email, list_id, source)
+        return _unsubscribe_conn(
+            conn, target.subscriber_id, target.email, list_id, source, issue_number
+        )
 
 
 def _unsubscribe_conn(
-    conn: Connection, subscriber_id: int, email: str, list_id: int | None, source: str
+    conn: Connection,
+    subscriber_id: int,
+    email: str,
+    list_id: int | None,
+    source: str,
+    issue_number: int | None = None,
 ) -> int:
     now = utcnow()
     query = (
@@ -345,11 +361,29 @@ def _unsubscribe_conn(
             .where(memberships.c.id == mid)
             .values(status="unsubscribed", unsubscribed_at=now)
         )
-        log_event(conn, subscriber_id, lid, "unsubscribed", source, f"list {lname}", now)
+        log_event(
+            conn,
+            subscriber_id,
+            lid,
+            "unsubscribed",
+            source,
+            f"list {lname}",
+            now,
+            issue_number=issue_number,
+        )
     if list_id is None:
         # "From everything" also suppresses, so no later import or list can reach them.
         if add_suppression(conn, hash_normalised(email), "unsubscribed", source) and not rows:
-            log_event(conn, subscriber_id, None, "unsubscribed", source, "all lists", now)
+            log_event(
+                conn,
+                subscriber_id,
+                None,
+                "unsubscribed",
+                source,
+                "all lists",
+                now,
+                issue_number=issue_number,
+            )
     return len(rows)
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from pipeline.errors import StoreError
 from pipeline.store import webhook_events as store
 from pipeline.store.normalise import hash_normalised, normalise_email
+from pipeline.store.reports import issue_for_delivery
 from pipeline.webhooks.common import Event
 
 log = logging.getLogger("brief.webhooks")
@@ -43,6 +44,21 @@ def remember_token(engine: Engine, provider: str, token: str) -> bool:
     which its signature is accepted at all.
     """
     return store.remember_token(engine, provider, token, TOKEN_MEMORY)
+
+
+def _issue_of(engine: Engine, event: Event) -> int | None:
+    """The issue the event came from: as the event says (the bounce mailbox reads it
+    from the VERP key), else by its delivery key, provider message id or Message-ID."""
+    if event.issue_number is not None:
+        return event.issue_number
+    if not (event.delivery_key or event.provider_id or event.message_id):
+        return None
+    return issue_for_delivery(
+        engine,
+        delivery_key=event.delivery_key,
+        provider_id=event.provider_id,
+        message_id=event.message_id,
+    )
 
 
 def apply_events(engine: Engine, events: Iterable[Event]) -> Applied:
@@ -77,7 +93,7 @@ def apply_events(engine: Engine, events: Iterable[Event]) -> Applied:
             suppress=suppress,
             log_kind=_LOG_KIND[event.kind],
             detail=detail,
-            issue_number=event.issue_number,
+            issue_number=_issue_of(engine, event),
         )
         if fate is store.EventFate.DUPLICATE:
             duplicates += 1

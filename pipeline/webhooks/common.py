@@ -43,10 +43,17 @@ class Event:
     delivery_key: str | None = None  # the send's delivery key, when the provider echoes it
     # The issue the bounced/complained message was, once known (attribution in reports).
     issue_number: int | None = None
+    # The provider's id of the bounced message (deliveries.provider_id), and its
+    # Message-ID when the provider echoes it: how the issue is found without a key.
+    provider_id: str | None = None
+    message_id: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("event_id", "email", "detail"):
             object.__setattr__(self, name, clean_text(getattr(self, name)))
+        for name in ("provider_id", "message_id"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, clean_text(getattr(self, name))[:300])
 
 
 def check_fresh(when: datetime, now: datetime) -> None:

@@ -84,4 +84,9 @@ def _verify(
         return []
     if not isinstance(recipient, str):
         raise BadPayload("the event names no recipient")
-    return [Event(NAME, ident, kind, recipient, detail)]
+    message = event.get("message")
+    headers = message.get("headers") if isinstance(message, dict) else None
+    sent_id = headers.get("message-id") if isinstance(headers, dict) else None
+    sent_id = sent_id if isinstance(sent_id, str) else None
+    # Mailgun's message-id is its own id of the sent message, or ours when we set one.
+    return [Event(NAME, ident, kind, recipient, detail, provider_id=sent_id, message_id=sent_id)]

@@ -71,4 +71,14 @@ def _verify(headers: Mapping[str, str], body: bytes, secrets: Mapping[str, str])
     else:
         kind = "soft_bounce"
     detail = scrub(f"{kind_name}: {data.get('Description', '')}")
-    return [Event(NAME, f"{record}:{ident}", kind, email, detail)]
+    sent_id = data.get("MessageID")
+    return [
+        Event(
+            NAME,
+            f"{record}:{ident}",
+            kind,
+            email,
+            detail,
+            provider_id=sent_id if isinstance(sent_id, str) else None,
+        )
+    ]

@@ -227,6 +227,8 @@ def _events(message_id: str, inner: object) -> list[Event]:
         kind, people, base = "complaint", complaint.get("complainedRecipients") or [], ""
     else:
         return []
+    mail = inner.get("mail") if isinstance(inner, dict) else None
+    sent_id = mail.get("messageId") if isinstance(mail, dict) else None
     out = []
     for n, person in enumerate(people):
         email = person.get("emailAddress") if isinstance(person, dict) else None
@@ -234,5 +236,14 @@ def _events(message_id: str, inner: object) -> list[Event]:
             raise BadPayload("a recipient lacks emailAddress")
         extra = scrub(person.get("diagnosticCode", "")) if kind != "complaint" else ""
         detail = "; ".join(x for x in (base, extra) if x)
-        out.append(Event(NAME, f"{message_id}#{n}", kind, email, detail))
+        out.append(
+            Event(
+                NAME,
+                f"{message_id}#{n}",
+                kind,
+                email,
+                detail,
+                provider_id=sent_id if isinstance(sent_id, str) else None,
+            )
+        )
     return out

@@ -89,6 +89,15 @@ async def confirm(request: Request) -> Response:
 # -- unsubscribe -------------------------------------------------------------------------
 
 
+def issue_of(request: Request) -> int | None:
+    """The issue a link came in (``?i=NNN``, see send/message ``issue_query``), or None
+    for an old link without it or anything that is not a plain issue number."""
+    raw = request.query_params.get("i", "")
+    if raw.isascii() and raw.isdigit() and len(raw) <= 6 and int(raw) > 0:
+        return int(raw)
+    return None
+
+
 async def unsubscribe_page(request: Request) -> Response:
     """GET /unsubscribe/{token}: the button, and whether the link is old."""
     s = state_of(request)
@@ -124,7 +133,14 @@ async def unsubscribe(request: Request) -> Response:
     # email older than a re-subscription (mail clients never show a page that asks;
     # the GET page still says the link is old before the button is pressed).
     await run_in_threadpool(
-        partial(unsubscribe_by_token, s.engine, token, source="web:unsubscribe", accept_stale=True)
+        partial(
+            unsubscribe_by_token,
+            s.engine,
+            token,
+            source="web:unsubscribe",
+            accept_stale=True,
+            issue_number=issue_of(request),
+        )
     )
     return s.message(
         "You're unsubscribed",
@@ -228,6 +244,7 @@ async def preferences(request: Request) -> Response:
                     target.email,
                     list_name=name,
                     source="web:preferences",
+                    issue_number=issue_of(request),
                 )
             )
     target, choices = await _choices(s, token)

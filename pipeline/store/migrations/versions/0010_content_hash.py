@@ -2,8 +2,8 @@
 sent (``sha256  path`` lines for the issue file and the entries and stories it carries),
 so ``brief check`` and the archive can tell when a sent issue was edited, and which file.
 
-Revision ID: 0011
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-26
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
