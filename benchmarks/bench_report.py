@@ -20,38 +20,15 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from benchmarks.pg import pg_schema  # noqa: E402
+
 LINKS = 20
 ROUNDS = 3
-
-
-@contextmanager
-def pg_schema():
-    """A fresh PostgreSQL schema's URL (None when the server does not answer)."""
-    import sqlalchemy as sa
-
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    try:
-        engine = sa.create_engine(PG_ADMIN, connect_args={"connect_timeout": 3})
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    except Exception as exc:  # noqa: BLE001
-        print(f"  postgresql: skipped ({str(exc).splitlines()[0]})")
-        yield None
-        return
-    try:
-        yield f"{PG_ADMIN}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
-        engine.dispose()
 
 
 def _series(n: int) -> str:

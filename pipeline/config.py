@@ -13,6 +13,7 @@ import ipaddress
 import math
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
@@ -635,7 +636,7 @@ def _read_bounces(r: _Reader) -> BounceSettings:
     tls = r.get(bs, "bounces.tls", str, d.tls)
     if tls not in ("implicit", "starttls", "none"):
         raise ConfigError("bounces.tls: must be one of implicit, starttls, none")
-    if tls == "none" and host and not _loopback(host):
+    if tls == "none" and host and not is_loopback(host):
         raise ConfigError(
             f"bounces.tls: 'none' is allowed only for a loopback host, not {host!r} "
             "(use implicit or starttls)"
@@ -705,15 +706,30 @@ def _read_site(r: _Reader, root: Path) -> SiteSettings:
     return SiteSettings(out=out, rebuild_after_send=rebuild)
 
 
-def _loopback(host: str) -> bool:
-    import ipaddress
-
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address: where plain text (no TLS) may be allowed."""
     if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def tls_context(ca_file: str, root: Path, key: str) -> ssl.SSLContext:
+    """A verifying TLS context: the system's trust store, or only ``ca_file`` (relative to
+    brief.toml) when set; a missing or unreadable file is a ConfigError naming ``key``.
+    SMTP and the bounce mailbox verify their servers the same way."""
+    if not ca_file:
+        return ssl.create_default_context()
+    path = Path(ca_file).expanduser()
+    path = path if path.is_absolute() else root / path
+    if not path.is_file():
+        raise ConfigError(f"{key}: no such file {str(path)!r}")
+    try:
+        return ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{key}: {str(path)!r} holds no PEM certificate ({exc.reason})") from None
 
 
 def _networks(values: list) -> tuple[str, ...]:

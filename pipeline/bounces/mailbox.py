@@ -19,26 +19,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import BounceSettings, Settings
+from pipeline.config import BounceSettings, Settings, tls_context
 from pipeline.errors import ConfigError, MailboxError
 
 PASSWORD_ENV = "BRIEF_BOUNCES_PASSWORD"
-
-
-def _tls_context(ca_file: str, root: Path) -> ssl.SSLContext:
-    """Verifying TLS context: the system's trust store, or only ``ca_file`` when set."""
-    if not ca_file:
-        return ssl.create_default_context()
-    path = Path(ca_file).expanduser()
-    path = path if path.is_absolute() else root / path
-    if not path.is_file():
-        raise ConfigError(f"bounces.ca_file: no such file {str(path)!r}")
-    try:
-        return ssl.create_default_context(cafile=str(path))
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"bounces.ca_file: {str(path)!r} holds no PEM certificate ({exc.reason})"
-        ) from None
 
 
 class ImapMailbox:
@@ -66,10 +50,10 @@ class ImapMailbox:
         box: Any
         try:
             if cfg.tls == "implicit":
-                context = _tls_context(cfg.ca_file, self.root)
+                context = tls_context(cfg.ca_file, self.root, "bounces.ca_file")
                 box = MailBox(cfg.imap_host, cfg.port, timeout=cfg.timeout, ssl_context=context)
             elif cfg.tls == "starttls":
-                context = _tls_context(cfg.ca_file, self.root)
+                context = tls_context(cfg.ca_file, self.root, "bounces.ca_file")
                 box = MailBoxStartTls(
                     cfg.imap_host, cfg.port, timeout=cfg.timeout, ssl_context=context
                 )

@@ -18,7 +18,6 @@ be handed over is ``NOT_TAKEN`` (unreachable) or ``SENDER`` (refused sender).
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 import smtplib
 import socket
@@ -26,8 +25,8 @@ import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
+from pipeline.config import is_loopback, tls_context
 from pipeline.errors import ConfigError, ProviderError, ProviderUnavailable
 from pipeline.mail import VERP_PLACEHOLDER, verp_address
 from pipeline.providers.base import (
@@ -209,29 +208,7 @@ def _return_path(key: str, value: str) -> str:
     return value
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _tls_context(ca_file: str, root: Path) -> ssl.SSLContext:
-    """Verifying TLS context: the system's trust store, or only ``ca_file`` when set."""
-    if not ca_file:
-        return ssl.create_default_context()
-    path = Path(ca_file).expanduser()
-    path = path if path.is_absolute() else root / path
-    if not path.is_file():
-        raise ConfigError(f"provider.smtp.ca_file: no such file {str(path)!r}")
-    try:
-        return ssl.create_default_context(cafile=str(path))
-    except ssl.SSLError as exc:
-        raise ConfigError(
-            f"provider.smtp.ca_file: {str(path)!r} holds no PEM certificate ({exc.reason})"
-        ) from None
+CA_FILE_KEY = "provider.smtp.ca_file"
 
 
 class SmtpProvider:
@@ -266,7 +243,7 @@ class SmtpProvider:
         """The files the table names (``ca_file``, the DKIM key), checked without
         connecting or reading a secret: ``brief check`` calls this, so a bad file is a
         settings error at once, not at the slot."""
-        _tls_context(str(setup.table["ca_file"]), setup.root)
+        tls_context(str(setup.table["ca_file"]), setup.root, CA_FILE_KEY)
         load_signer(
             "provider.smtp.dkim", setup.table.get("dkim", {}), setup.root, setup.from_address
         )
@@ -281,14 +258,14 @@ class SmtpProvider:
         self.idle_limit = float(t["idle_limit"])
         self.local_hostname = str(t["local_hostname"]) or None
         self.password = setup.secret("BRIEF_SMTP_PASSWORD")
-        self.ssl_context = _tls_context(str(t["ca_file"]), setup.root)
+        self.ssl_context = tls_context(str(t["ca_file"]), setup.root, CA_FILE_KEY)
         self.signer = load_signer(
             "provider.smtp.dkim", t.get("dkim", {}), setup.root, setup.from_address
         )
         self.envelope_from = setup.from_address
         self._mail_from = f"FROM:<{self.envelope_from}>"
         self.return_path = str(t["return_path"])
-        if self.tls == "none" and not _is_loopback(self.host):
+        if self.tls == "none" and not is_loopback(self.host):
             raise ConfigError(
                 f"provider.smtp.tls: 'none' is allowed only for a loopback host, not {self.host!r} "
                 "(use starttls or implicit)"
