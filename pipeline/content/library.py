@@ -145,6 +145,9 @@ class Library:
     glossary: Mapping[str, GlossaryEntry]
     museum: Mapping[str, MuseumStory]
     issues: tuple[Issue, ...] = field(default=())
+    # Dates that issue files claim but that were left out for problems (their own or
+    # their entries'): the daemon neither skips nor assembles such a slot (read_library).
+    withheld: frozenset[date] = frozenset()
 
     def issue(self, ref: str | int) -> Issue:
         """Find an issue by number (``3``, ``"003"``) or by path."""
@@ -899,4 +902,15 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
         and all(s in good_glossary for s in i.glossary)
         and all(s in good_museum for s in i.museum)
     )
-    return Loaded(Library(root, good_glossary, good_museum, good_issues), tuple(problems))
+    good_paths = {i.path for i in good_issues}
+    withheld = set()
+    for path in _sorted_md(root / "issues"):
+        m = _ISSUE_NAME.match(path.name)
+        if path in good_paths or not m:
+            continue
+        try:
+            withheld.add(date.fromisoformat(m[2]))
+        except ValueError:
+            continue
+    library = Library(root, good_glossary, good_museum, good_issues, frozenset(withheld))
+    return Loaded(library, tuple(problems))

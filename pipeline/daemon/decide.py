@@ -13,6 +13,10 @@ issue was sent comes from the send ledger and the issue file's status, never fro
 flag of the scheduler's own; slot events only record the once-per-slot things that
 have no ledger (the test copy, a skip, a miss).
 
+An issue file with a problem (its own, or in an entry it carries) is left out of the
+library, but its date is ``withheld``: that slot is neither skipped nor assembled anew
+while the editor can still fix it, and is written off as missed after the grace period.
+
 A special issue (``kind: special``) has no slot: it is sent at its own date and time
 when approved, within the grace period after that time. ``unapproved = send`` does not
 apply to it (no deadline forces a special issue out), no [TEST] copy is mailed for it
@@ -123,7 +127,9 @@ def due_actions(
     upcoming = calendar.next_slot(schedule, now)
     if now >= assemble_time(schedule, upcoming):
         issue = issue_for(library, upcoming)
-        if issue is None:
+        if issue is None and upcoming.date() in library.withheld:
+            pass  # a broken file claims it: a second issue for the date would be wrong
+        elif issue is None:
             actions.append(Action(ActionKind.ASSEMBLE, upcoming))
         elif not is_sent(issue, state) and SlotEvent.TEST not in state.kinds(upcoming):
             actions.append(Action(ActionKind.TEST, upcoming, issue))
@@ -150,6 +156,8 @@ def _at_slot(
         return [
             Action(ActionKind.MISS, slot, issue, f"more than {hours}h late: not sent, written off")
         ]
+    if issue is None and slot.date() in library.withheld:
+        return []  # its issue file has a problem (logged): the editor may still fix it
     if issue is None:
         return [Action(ActionKind.SKIP, slot, None, "no issue file claims this slot")]
     if issue.status == "approved":

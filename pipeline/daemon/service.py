@@ -26,9 +26,9 @@ from pipeline.bounces.process import fetch_mailbox
 from pipeline.config import Schedule, Settings
 from pipeline.content import calendar
 from pipeline.content.assemble import mark_sent
-from pipeline.content.library import read_content
+from pipeline.content.library import Library, read_content
 from pipeline.daemon.actions import Outcome, tick
-from pipeline.errors import BriefError
+from pipeline.errors import BriefError, Problem
 from pipeline.send import send_campaign
 from pipeline.send.notices import drain
 from pipeline.store import ledger, locks
@@ -115,6 +115,23 @@ def slot_reached(job: str) -> str:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def daemon_library(settings: Settings) -> Callable[[], Library]:
+    """The daemon's content: the files without problems, every problem logged at ERROR
+    (path:line) whenever the set of problems changes. One broken draft must not stop the
+    Wednesday; a slot whose own issue is broken waits (``decide``: ``Library.withheld``)."""
+    last: list[tuple[Problem, ...]] = [()]
+
+    def load() -> Library:
+        loaded = read_content(settings)
+        if loaded.problems != last[0]:
+            last[0] = loaded.problems
+            for problem in loaded.problems:
+                log.error("event=content_problem %s", problem)
+        return loaded.library
+
+    return load
 
 
 class Daemon:
