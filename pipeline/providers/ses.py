@@ -202,11 +202,17 @@ class SesProvider(HttpProvider):
     credentials_path = "/v2/email/account"
 
     def _credentials_headers(self, url: str) -> dict[str, str]:
+        return self._signed("GET", url, {}, b"")
+
+    def _signed(
+        self, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> dict[str, str]:
+        """The SigV4 headers of one request, with this provider's keys, region and clock."""
         return sign_v4(
-            "GET",
+            method,
             url,
-            {},
-            b"",
+            headers,
+            body,
             access_key=self._access_key,
             secret_key=self._secret_key,
             region=self.region,
@@ -230,20 +236,7 @@ class SesProvider(HttpProvider):
         url = self.api.base_url + PATH
         body = self.request_body(m)
         headers = {"Content-Type": "application/json"}
-        headers.update(
-            sign_v4(
-                "POST",
-                url,
-                headers,
-                body,
-                access_key=self._access_key,
-                secret_key=self._secret_key,
-                region=self.region,
-                service=SERVICE,
-                when=self._clock(),
-                session_token=self._session_token,
-            )
-        )
+        headers.update(self._signed("POST", url, headers, body))
         return post(
             self.session,
             url,
