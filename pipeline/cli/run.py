@@ -9,8 +9,7 @@ from datetime import UTC, datetime, timedelta
 import click
 
 from pipeline.cli.main import Env
-from pipeline.content.library import read_content
-from pipeline.daemon.service import Daemon, daemon_library
+from pipeline.daemon.service import Daemon, DaemonLibrary
 from pipeline.errors import BriefError, ContentError
 from pipeline.send import stop_on_signals
 
@@ -44,7 +43,8 @@ def _clock(env: Env):
 def run(env: Env, once: bool) -> None:
     """Assemble ahead, mail the editors a [TEST] copy, send at the slot; until SIGTERM."""
     _logging()
-    daemon = Daemon(env.settings, env.engine(), daemon_library(env.settings), clock=_clock(env))
+    content = DaemonLibrary(env.settings)
+    daemon = Daemon(env.settings, env.engine(), content, clock=_clock(env))
     # The first SIGTERM/SIGINT: finish and record what the provider holds, then exit;
     # a second one exits at once.
     with stop_on_signals(daemon.halt, lambda _name: daemon.request_stop()):
@@ -61,6 +61,5 @@ def run(env: Env, once: bool) -> None:
         if failed:
             raise BriefError(f"{len(failed)} action(s) failed: see the log lines above")
         # What was due is done; from cron a content problem is still the run's failure.
-        problems = read_content(env.settings).problems
-        if problems:
-            raise ContentError(list(problems))
+        if content.problems:
+            raise ContentError(list(content.problems))

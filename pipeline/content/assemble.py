@@ -191,7 +191,7 @@ def assemble(
             f"{at.date()}; issues are numbered in date order"
         )
     entry, story = queue.glossary[0], queue.museum[0]
-    number = max((i.number for i in library.issues), default=0) + 1
+    number = library.next_number()
     issue = Issue(
         number=number,
         date=at.date(),
@@ -224,10 +224,16 @@ def issue_text(issue: Issue) -> str:
 
 def write_issue(issue: Issue) -> None:
     """Create the issue file; never overwrite one (two writers cannot both win)."""
-    issue.path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(issue.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    create_new(issue.path, issue_text(issue))
+
+
+def create_new(path: Path, text: str) -> None:
+    """Create a content file that must not exist yet; FileExistsError when it does (an
+    editor's own file, or another writer's, always wins)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(issue_text(issue))
+        fh.write(text)
 
 
 _STATUS_LINE = re.compile(r"^status:[^\n]*$", re.M)

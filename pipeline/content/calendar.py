@@ -11,7 +11,7 @@ odd, so ``week='*/2'`` sends two weeks running).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 from pipeline.config import Schedule
 
@@ -23,9 +23,10 @@ def is_slot_date(schedule: Schedule, day: date) -> bool:
     return (day - schedule.anchor).days % CADENCE_DAYS == 0
 
 
-def slot_at(schedule: Schedule, day: date) -> datetime:
-    """The aware send datetime of a slot date (send_time, local zone)."""
-    local = datetime.combine(day, schedule.send_time, tzinfo=schedule.timezone)
+def slot_at(schedule: Schedule, day: date, at: time | None = None) -> datetime:
+    """The aware send datetime of a slot date (send_time, local zone); ``at``: another
+    local time of day (a special issue's own ``time``)."""
+    local = datetime.combine(day, at or schedule.send_time, tzinfo=schedule.timezone)
     # A send_time inside a spring-forward gap does not exist; the round trip
     # through UTC moves it to the first real instant after the gap.
     return local.astimezone(UTC).astimezone(schedule.timezone)

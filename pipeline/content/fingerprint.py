@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
-from pipeline.content.library import Issue, Library
+from pipeline.content.library import Issue, Library, shown_path
 
 _STATUS_LINE = re.compile(rb"^status:[^\n]*\n?", re.M)
 
@@ -40,13 +40,6 @@ def content_files(issue: Issue, library: Library) -> list[Path]:
     return files
 
 
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
 def file_hash(path: Path, *, issue_file: bool = False) -> str | None:
     """sha256 of a content file (an issue file without its ``status:`` line); None if gone."""
     try:
@@ -66,7 +59,7 @@ def manifest(issue: Issue, library: Library) -> dict[str, str]:
     for n, path in enumerate(content_files(issue, library)):
         digest = file_hash(path, issue_file=n == 0)
         if digest is not None:
-            out[_shown(path, library.root)] = digest
+            out[shown_path(path, library.root)] = digest
     return out
 
 

@@ -163,6 +163,10 @@ class Library:
                     return issue
         raise NotFound(f"no issue {text} in {self.root / 'issues'}")
 
+    def next_number(self) -> int:
+        """The number a new issue takes, regular or special: one past the highest."""
+        return max((i.number for i in self.issues), default=0) + 1
+
     def next_unsent(self) -> Issue | None:
         """The lowest-numbered issue not yet sent: the one the editor works on."""
         return next((i for i in self.issues if i.status != "sent"), None)
@@ -538,11 +542,13 @@ def _questions(
 # The three kinds
 
 
-def _shown(path: Path, root: Path) -> str:
+def shown_path(path: Path, root: Path) -> str:
+    """A file as problems and reports name it: relative to the newsletter's folder, else
+    as it is."""
     try:
-        return str(path.relative_to(root))
+        return path.relative_to(root).as_posix()
     except ValueError:
-        return str(path)
+        return path.as_posix()
 
 
 GLOSSARY_FIELDS = (
@@ -571,7 +577,7 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 def parse_glossary(path: Path, root: Path, problems: list[Problem]) -> GlossaryEntry | None:
     """Parse one glossary entry, appending its problems; None if unreadable."""
-    shown = _shown(path, root)
+    shown = shown_path(path, root)
     doc = _read(path, shown, problems)
     if doc is None:
         return None
@@ -600,7 +606,7 @@ def parse_glossary(path: Path, root: Path, problems: list[Problem]) -> GlossaryE
 
 def parse_museum(path: Path, root: Path, problems: list[Problem]) -> MuseumStory | None:
     """Parse one Failure Museum story, appending its problems; None if unreadable."""
-    shown = _shown(path, root)
+    shown = shown_path(path, root)
     doc = _read(path, shown, problems)
     if doc is None:
         return None
@@ -649,7 +655,7 @@ def parse_issue(
     path: Path, root: Path, problems: list[Problem]
 ) -> tuple[Issue, _IssueLines] | None:
     """Parse one issue file, appending its problems; None if unreadable."""
-    shown = _shown(path, root)
+    shown = shown_path(path, root)
     doc = _read(path, shown, problems)
     if doc is None:
         return None
@@ -740,7 +746,7 @@ def drafts(library: Library) -> list[str]:
         *(i for i in library.issues if i.status != "sent"),
     ]
     return sorted(
-        f"{_shown(item.path, library.root)}:{item.todo_line}: warning: still holds "
+        f"{shown_path(item.path, library.root)}:{item.todo_line}: warning: still holds "
         f"'{TODO_MARK}': fill it in"
         for item in items
         if item.todo_line is not None
@@ -803,16 +809,18 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
             if item is None:
                 continue
             if item.slug in into:
-                first = _shown(into[item.slug].path, root)
+                first = shown_path(into[item.slug].path, root)
                 problems.append(
-                    Problem(_shown(path, root), 1, f"duplicate slug '{item.slug}' (also {first})")
+                    Problem(
+                        shown_path(path, root), 1, f"duplicate slug '{item.slug}' (also {first})"
+                    )
                 )
                 continue
             into[item.slug] = item
             if item.todo_line is not None and item.queued is not None:
                 problems.append(
                     Problem(
-                        _shown(path, root),
+                        shown_path(path, root),
                         item.todo_line,
                         f"still holds '{TODO_MARK}' from `brief new`: fill it in before "
                         "queueing it (or remove 'queued:')",
@@ -823,12 +831,13 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
     used: dict[str, str] = {}
     numbers: dict[int, str] = {}
     dates: dict[date, str] = {}
-    for path in _sorted_md(root / "issues"):
+    issue_files = _sorted_md(root / "issues")
+    for path in issue_files:
         parsed = parse_issue(path, root, problems)
         if parsed is None:
             continue
         issue, lines = parsed
-        shown = _shown(path, root)
+        shown = shown_path(path, root)
         if issue.number:
             if issue.number in numbers:
                 problems.append(
@@ -871,7 +880,7 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
                             shown,
                             line,
                             f"{kind} entry '{slug}' still holds '{TODO_MARK}' "
-                            f"({_shown(known[slug].path, root)}:{todo}): fill it in first",
+                            f"({shown_path(known[slug].path, root)}:{todo}): fill it in first",
                         )
                     )
                 key = f"{kind}:{slug}"
@@ -891,7 +900,7 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
     broken = {p.path for p in problems}
 
     def ok(item: GlossaryEntry | MuseumStory | Issue) -> bool:
-        return _shown(item.path, root) not in broken
+        return shown_path(item.path, root) not in broken
 
     good_glossary = {slug: e for slug, e in glossary.items() if ok(e)}
     good_museum = {slug: s for slug, s in museum.items() if ok(s)}
@@ -904,7 +913,7 @@ def read_library(root: Path, is_slot: Callable[[date], bool] | None = None) -> L
     )
     good_paths = {i.path for i in good_issues}
     withheld = set()
-    for path in _sorted_md(root / "issues"):
+    for path in issue_files:
         m = _ISSUE_NAME.match(path.name)
         if path in good_paths or not m:
             continue

@@ -9,7 +9,6 @@ once it is queued, carried by an issue or approved.
 
 from __future__ import annotations
 
-import os
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import Settings
+from pipeline.content.assemble import create_new
 from pipeline.content.library import (
     GLOSSARY_SECTIONS,
     IN_PRACTICE,
@@ -72,13 +72,10 @@ def _body(sections: dict[str, str]) -> str:
 
 def _write_new(path: Path, text: str) -> Path:
     """Create ``path``; never overwrite (the editor's own file wins)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        create_new(path, text)
     except FileExistsError:
         raise BriefError(f"{path} exists already; pick another name or edit it") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
     return path
 
 
@@ -132,7 +129,7 @@ def new_special(library: Library, settings: Settings, subject: str, at: datetime
     if not subject:
         raise BriefError('give the subject, e.g. brief new special "A correction" --at ...')
     local = at.astimezone(settings.schedule.timezone)
-    number = max((i.number for i in library.issues), default=0) + 1
+    number = library.next_number()
     meta = {
         "number": number,
         "date": local.date(),

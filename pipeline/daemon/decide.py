@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from pipeline.config import Schedule, Settings
@@ -96,10 +96,7 @@ def issue_for(library: Library, slot: datetime) -> Issue | None:
 
 def special_send_at(schedule: Schedule, issue: Issue) -> datetime:
     """When a special issue goes out: its date at its ``time`` (else ``send_time``), local."""
-    local = datetime.combine(
-        issue.date, issue.send_time or schedule.send_time, tzinfo=schedule.timezone
-    )
-    return local.astimezone(UTC).astimezone(schedule.timezone)  # a time in a DST gap moves on
+    return calendar.slot_at(schedule, issue.date, issue.send_time)
 
 
 def is_sent(issue: Issue, state: LedgerState) -> bool:

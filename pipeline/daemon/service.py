@@ -117,21 +117,23 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def daemon_library(settings: Settings) -> Callable[[], Library]:
-    """The daemon's content: the files without problems, every problem logged at ERROR
-    (path:line) whenever the set of problems changes. One broken draft must not stop the
-    Wednesday; a slot whose own issue is broken waits (``decide``: ``Library.withheld``)."""
-    last: list[tuple[Problem, ...]] = [()]
+class DaemonLibrary:
+    """The daemon's content loader: called, the files without problems, every problem
+    logged at ERROR (path:line) whenever the set of problems changes; ``problems`` holds
+    those of the last load. One broken draft must not stop the Wednesday; a slot whose
+    own issue is broken waits (``decide``: ``Library.withheld``)."""
 
-    def load() -> Library:
-        loaded = read_content(settings)
-        if loaded.problems != last[0]:
-            last[0] = loaded.problems
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.problems: tuple[Problem, ...] = ()
+
+    def __call__(self) -> Library:
+        loaded = read_content(self.settings)
+        if loaded.problems != self.problems:
             for problem in loaded.problems:
                 log.error("event=content_problem %s", problem)
+        self.problems = loaded.problems
         return loaded.library
-
-    return load
 
 
 class Daemon:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import requests
 
-from pipeline.content.library import Library
+from pipeline.content.library import Library, shown_path
 from pipeline.private import open_private, private_dirs
 
 CACHE_FILE = "linkcheck.json"
@@ -106,10 +106,7 @@ def external_links(library: Library) -> list[Link]:
             text = path.read_text(encoding="utf-8")
         except OSError:
             continue
-        try:
-            shown = str(path.relative_to(root))
-        except ValueError:
-            shown = str(path)
+        shown = shown_path(path, root)
         out += [Link(url, shown, n) for n, url in urls_in(text)]
     return out
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import unquote
 
 from pipeline.config import Settings
-from pipeline.content.library import Issue, Library, parse_issue, read_content
+from pipeline.content.library import Issue, Library, parse_issue, read_content, shown_path
 from pipeline.errors import ContentError, NotFound, Problem
 from pipeline.render.issue import HTML_TEMPLATE, PLACEHOLDERS, TEXT_TEMPLATE, Rendered, render_issue
 from pipeline.render.markdown import ASSETS_DIR
@@ -74,10 +74,7 @@ class _Where:
         self._lines: dict[Path, list[str]] = {}
 
     def shown(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self.root))
-        except ValueError:
-            return str(path)
+        return shown_path(path, self.root)
 
     def lines(self, path: Path) -> list[str]:
         if path not in self._lines:
@@ -315,20 +312,13 @@ def check_issue(settings: Settings, ref: str) -> tuple[Issue, Library, list[str]
         path = _issue_file(settings.root, ref)
         scratch: list[Problem] = []
         parsed = parse_issue(path, settings.root, scratch)
-        touched = {_shown(path, settings.root)}
+        touched = {shown_path(path, settings.root)}
         if parsed is not None:
             touched |= {f"glossary/{s}.md" for s in parsed[0].glossary}
             touched |= {f"museum/{s}.md" for s in parsed[0].museum}
         mine = [p for p in loaded.problems if p.path in touched]
         raise ContentError(mine or scratch or [Problem(str(path), 1, "cannot be read")])
     return issue, library, raise_errors(lint_issue(issue, library, settings))
-
-
-def _shown(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
 
 
 def _issue_file(root: Path, ref: str) -> Path:

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.content import calendar
 from pipeline.content.fingerprint import Edit
 from pipeline.content.library import GlossaryEntry, Issue, Library, MuseumStory
 from pipeline.render.markdown import ASSETS_DIR
@@ -101,8 +102,7 @@ def issue_path(issue: Issue) -> str:
 
 def sent_at(issue: Issue, settings: Settings) -> datetime:
     """When an issue went out: its date at the send time, in the newsletter's zone."""
-    sched = settings.schedule
-    return datetime.combine(issue.date, issue.send_time or sched.send_time, tzinfo=sched.timezone)
+    return calendar.slot_at(settings.schedule, issue.date, issue.send_time)
 
 
 def pages(

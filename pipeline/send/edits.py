@@ -8,7 +8,7 @@ from sqlalchemy.engine import Engine
 
 from pipeline.config import Settings
 from pipeline.content.fingerprint import Edit, edit_since
-from pipeline.content.library import Library
+from pipeline.content.library import Library, shown_path
 from pipeline.store.ledger import sent_fingerprints
 
 
@@ -34,10 +34,7 @@ def edit_warnings(edits: dict[int, Edit], library: Library) -> list[str]:
         edit = edits.get(issue.number)
         if edit is None:
             continue
-        try:
-            shown = issue.path.relative_to(library.root).as_posix()
-        except ValueError:
-            shown = str(issue.path)
+        shown = shown_path(issue.path, library.root)
         lines.append(
             f"{shown}:1: warning: issue {issue.number:03d} was edited after it was sent "
             f"(changed: {', '.join(edit.files)}); the archive page says so"
