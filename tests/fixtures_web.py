@@ -93,6 +93,40 @@ def published_library(published: Path, published_settings):
 
 # -- the public app, in-process ------------------------------------------------------------
 
+
+def post_resend(
+    client,
+    payload: dict,
+    msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    before: str = "",
+):
+    """POST ``payload`` to ``/webhooks/resend`` through ``client`` (a TestClient, or an
+    httpx.Client with the app's base_url) with Svix's headers, signed with ``secret``
+    (default: the tests' Resend secret) at ``timestamp`` (default: now); ``before`` is put
+    in front of the signature, as Svix lists several."""
+    import json
+    import time
+
+    from pipeline.webhooks.resend import sign
+
+    body = json.dumps(payload).encode()
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    signature = sign(secret or WEBHOOK_ENV["BRIEF_RESEND_WEBHOOK_SECRET"], msg_id, ts, body)
+    return client.post(
+        "/webhooks/resend",
+        content=body,
+        headers={
+            "svix-id": msg_id,
+            "svix-timestamp": ts,
+            "svix-signature": before + signature,
+            "Content-Type": "application/json",
+        },
+    )
+
+
 WEBHOOK_ENV = {
     "BRIEF_POSTMARK_WEBHOOK_USER": "postmark-hook",
     "BRIEF_POSTMARK_WEBHOOK_PASSWORD": "pm-9f3c2a71e0",
@@ -191,6 +225,12 @@ def outbox_messages(settings, *, deliver: bool = True) -> list:
     root = settings.root / ".brief" / "outbox"
     files = sorted(root.rglob("*.eml"), key=lambda p: p.stat().st_mtime_ns) if root.exists() else []
     return [email.message_from_bytes(p.read_bytes(), policy=policy.default) for p in files]
+
+
+def outbox_by_recipient(settings) -> dict:
+    """What the outbox provider wrote, parsed, by the recipient's address (a send's
+    messages; nothing queued is delivered first)."""
+    return {m["To"].addresses[0].addr_spec: m for m in outbox_messages(settings, deliver=False)}
 
 
 def _wait_for_claimed_notices(engine, timeout: float = 10.0) -> None:

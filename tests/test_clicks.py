@@ -9,13 +9,13 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import policy
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.fixtures_send import set_keys, subscribe_many
+from tests.fixtures_web import outbox_by_recipient
 from tests.servers import free_port, serve_in_thread
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -63,14 +63,6 @@ class Sent:
         while self.recorder.pending and time.monotonic() < deadline:
             time.sleep(0.05)
         self.recorder.flush()
-
-
-def _outbox(root: Path) -> dict[str, email.message.EmailMessage]:
-    out = {}
-    for p in sorted((root / ".brief" / "outbox").rglob("*.eml")):
-        msg = email.message_from_bytes(p.read_bytes(), policy=policy.default)
-        out[msg["To"].addresses[0].addr_spec] = msg
-    return out
 
 
 def _send(project: Path, store_url: str, *, tracking: dict | None = None, port: int = 0):
@@ -121,7 +113,7 @@ def sent(project: Path, store_url: str):
             settings,
             engine,
             emails,
-            _outbox(project),
+            outbox_by_recipient(settings),
             clock,
             app.state.brief.clicks,
         )
@@ -309,7 +301,7 @@ def test_tracking_off_leaves_links_untouched(project, store_url):
 
     settings, engine, emails = _send(project, store_url, tracking={"clicks": False})
     try:
-        msg = _outbox(project)[emails[0]]
+        msg = outbox_by_recipient(settings)[emails[0]]
         html = msg.get_body(preferencelist=("html",)).get_content()
         text = msg.get_body(preferencelist=("plain",)).get_content()
         assert "/c/" not in html and "/c/" not in text and "/o/" not in html

@@ -13,27 +13,18 @@ import json
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from email import policy
 from pathlib import Path
 
 import httpx
 
 from pipeline.cli.main import main
 from tests.fixtures_send import set_keys, subscribe_many
-from tests.fixtures_web import WEBHOOK_ENV
+from tests.fixtures_web import WEBHOOK_ENV, outbox_by_recipient, post_resend
 from tests.servers import free_port, serve_in_thread
 
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"
 SCANNER = "Mozilla/5.0 (compatible; Barracuda Sentinel (EE))"
 TRACKED = re.compile(r"https?://[^\s\"<>]+/c/[0-9]+\.[0-9]+\.[A-Za-z0-9._-]+")
-
-
-def _messages(root: Path) -> dict[str, email.message.EmailMessage]:
-    out = {}
-    for p in sorted((root / ".brief" / "outbox").rglob("*.eml")):
-        msg = email.message_from_bytes(p.read_bytes(), policy=policy.default)
-        out[msg["To"].addresses[0].addr_spec] = msg
-    return out
 
 
 def _links(msg: email.message.EmailMessage) -> list[str]:
@@ -43,24 +34,6 @@ def _links(msg: email.message.EmailMessage) -> list[str]:
 
 def _get(url: str, method: str = "GET", agent: str = BROWSER) -> httpx.Response:
     return httpx.request(method, url, headers={"user-agent": agent}, follow_redirects=False)
-
-
-def _resend(base: str, payload: dict, msg_id: str) -> httpx.Response:
-    """A Resend (Svix) webhook signed at the app's clock, an hour ahead of the machine's."""
-    from pipeline.webhooks.resend import sign
-
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time() + 3600))
-    return httpx.post(
-        f"{base}/webhooks/resend",
-        content=body,
-        headers={
-            "svix-id": msg_id,
-            "svix-timestamp": ts,
-            "svix-signature": sign(WEBHOOK_ENV["BRIEF_RESEND_WEBHOOK_SECRET"], msg_id, ts, body),
-            "content-type": "application/json",
-        },
-    )
 
 
 def _report(toml: Path, capsys) -> dict:
@@ -90,7 +63,7 @@ def test_a_sent_issue_report_counts_people_not_scanners_and_attributes_what_left
     library = load_library(settings.root)
     sent = send_campaign(engine, settings, library, library.issue(1), "main", retry_base=0.02)
     assert sent.sent == 4
-    mails = _messages(project)
+    mails = outbox_by_recipient(settings)
     links = {who: _links(mails[who]) for who in (ann, bob, cat, dan)}
     n_links = len(links[ann])
     assert n_links >= 3, "issue 1 carries several links"
@@ -136,7 +109,9 @@ def test_a_sent_issue_report_counts_people_not_scanners_and_attributes_what_left
                     **extra,
                 },
             }
-            hook = _resend(base, payload, msg_id)
+            # Signed at the app's clock, an hour ahead of the machine's.
+            with httpx.Client(base_url=base) as web:
+                hook = post_resend(web, payload, msg_id, timestamp=int(time.time() + 3600))
             assert hook.status_code == 200 and hook.json()["applied"] == 1
         deadline = time.monotonic() + 5
         while recorder.pending and time.monotonic() < deadline:

@@ -5,7 +5,6 @@ newsletter's zone; the CLI's JSON. Each on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -19,6 +18,7 @@ from pipeline.store.schema import (
     subscribers,
 )
 from tests.fixtures_reports import FORM, ISSUE, seed_campaign, seed_people
+from tests.fixtures_web import post_resend
 
 
 def test_issue_report_figures_are_exact_for_a_seeded_ledger(seeded):
@@ -178,25 +178,6 @@ def test_the_mailto_unsubscribe_subject_carries_the_token_alone(store, store_set
     assert f"mailto:leave@brief.example.com?subject=unsubscribe-{token}>" in raw
 
 
-def _resend(client, payload, msg_id):
-    from pipeline.webhooks.resend import sign
-    from tests.fixtures_web import WEBHOOK_ENV
-
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()))
-    signature = sign(WEBHOOK_ENV["BRIEF_RESEND_WEBHOOK_SECRET"], msg_id, ts, body)
-    return client.post(
-        "/webhooks/resend",
-        content=body,
-        headers={
-            "svix-id": msg_id,
-            "svix-timestamp": ts,
-            "svix-signature": signature,
-            "Content-Type": "application/json",
-        },
-    )
-
-
 def test_a_signed_complaint_webhook_is_attributed_by_its_delivery_key(store_client, store):
     from pipeline.providers.resend import KEY_FIELD, tag_value
     from pipeline.report.figures import issue_report
@@ -213,7 +194,7 @@ def test_a_signed_complaint_webhook_is_attributed_by_its_delivery_key(store_clie
             "tags": [{"name": KEY_FIELD, "value": tag_value(key)}],
         },
     }
-    response = _resend(store_client, complaint, "msg_attr_1")
+    response = post_resend(store_client, complaint, "msg_attr_1")
     assert response.status_code == 200 and response.json()["applied"] == 1
     assert _attributed(store, "complained") == [ISSUE]
     assert issue_report(store, ISSUE).complaints == 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from pipeline.daemon.service import Daemon, daemon_library
+from pipeline.daemon.service import Daemon, DaemonLibrary
 from tests.fixtures_scheduler import local, outbox_files
 
 SLOT1 = local("2026-12-02T07:00")
@@ -15,7 +15,7 @@ SLOT1 = local("2026-12-02T07:00")
 
 def _run(settings, engine, now):
     return Daemon(
-        settings, engine, daemon_library(settings), clock=lambda: now, poll=0.05
+        settings, engine, DaemonLibrary(settings), clock=lambda: now, poll=0.05
     ).run_once()
 
 

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from pipeline.store import add_subscriber, audience_count, is_suppressed, show
+from tests.fixtures_web import post_resend
 
 ANN = "ann@example.com"
 
@@ -239,21 +240,9 @@ def test_mailgun_complaint_suppresses(client, web_engine, ann):
 
 
 def _resend(client, payload, secret=None, msg_id="msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", timestamp=None):
-    from pipeline.webhooks.resend import sign
-    from tests.fixtures_web import WEBHOOK_ENV
-
-    body = json.dumps(payload).encode()
-    ts = str(int(time.time()) if timestamp is None else timestamp)
-    signature = sign(secret or WEBHOOK_ENV["BRIEF_RESEND_WEBHOOK_SECRET"], msg_id, ts, body)
-    return client.post(
-        "/webhooks/resend",
-        content=body,
-        headers={
-            "svix-id": msg_id,
-            "svix-timestamp": ts,
-            "svix-signature": f"v1,bm90LXRoaXMtb25l {signature}",
-            "Content-Type": "application/json",
-        },
+    # Svix lists several signatures; one that is not ours comes first.
+    return post_resend(
+        client, payload, msg_id, secret=secret, timestamp=timestamp, before="v1,bm90LXRoaXMtb25l "
     )
 
 
